@@ -1,0 +1,2 @@
+def fold_batchnorm(model):  # placeholder until the layers land
+    raise NotImplementedError

@@ -1,0 +1,126 @@
+"""The networks the book trains and inspects.
+
+Normalization enters every model through a *norm factory*: a callable ``norm(num_features, spatial_dims)``
+returning a module, where ``spatial_dims`` is 0 after a Linear layer and 2 after a Conv2d. The factories below
+build BatchNorm, GroupNorm or LayerNorm from either ``torch.nn`` or ``normbook.nn`` (same class names), so the same
+architecture can be assembled from the book's layers and from PyTorch's and compared weight for weight.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+__all__ = ["NormFactory", "batch_norm", "group_norm", "layer_norm", "lenet", "small_cnn", "deep_mlp"]
+
+NormFactory = Callable[[int, int], nn.Module]
+
+
+def batch_norm(layers=nn, **kwargs) -> NormFactory:
+    """BatchNorm1d after a Linear layer, BatchNorm2d after a Conv2d. ``layers`` is ``torch.nn`` or ``normbook.nn``."""
+    def make(num_features: int, spatial_dims: int) -> nn.Module:
+        cls = {0: layers.BatchNorm1d, 1: layers.BatchNorm1d, 2: layers.BatchNorm2d, 3: layers.BatchNorm3d}[spatial_dims]
+        return cls(num_features, **kwargs)
+    return make
+
+
+def group_norm(num_groups: int = 32, layers=nn, **kwargs) -> NormFactory:
+    """GroupNorm with ``min(num_groups, C)`` groups (Wu & He use 32 groups; narrow layers get fewer)."""
+    def make(num_features: int, spatial_dims: int) -> nn.Module:
+        groups = min(num_groups, num_features)
+        while num_features % groups:  # the largest divisor of C not above num_groups
+            groups -= 1
+        return layers.GroupNorm(groups, num_features, **kwargs)
+    return make
+
+
+def layer_norm(layers=nn, **kwargs) -> NormFactory:
+    """LayerNorm over every feature of one example: LayerNorm(C) after Linear, GroupNorm(1, C) after a conv
+    (one group normalizes over (C, H, W) per example, which is LayerNorm for images, as in Wu & He 2018)."""
+    def make(num_features: int, spatial_dims: int) -> nn.Module:
+        if spatial_dims == 0:
+            return layers.LayerNorm(num_features, **kwargs)
+        return layers.GroupNorm(1, num_features, **kwargs)
+    return make
+
+
+def _maybe(norm: Optional[NormFactory], num_features: int, spatial_dims: int) -> list:
+    return [norm(num_features, spatial_dims)] if norm is not None else []
+
+
+def lenet(norm: Optional[NormFactory] = None, *, activation: Callable[[], nn.Module] = nn.Sigmoid,
+          num_classes: int = 10, padding: Optional[int] = None) -> nn.Sequential:
+    """d2l's LeNet-5 for 1x28x28 inputs: (N, 1, 28, 28) -> (N, num_classes) logits.
+
+    Without ``norm`` this is d2l's LeNet (first conv padded by 2, 16*5*5 = 400 flattened features). With ``norm``
+    it is d2l's BatchNorm LeNet: no padding (16*4*4 = 256 features) and a norm layer after every conv and every
+    hidden linear layer, before the activation. ``padding`` overrides the first conv's padding.
+    """
+    if padding is None:
+        padding = 2 if norm is None else 0
+    side = ((28 + 2 * padding - 4) // 2 - 4) // 2
+    bias = norm is None  # a bias right before a normalization is cancelled by its mean subtraction
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=padding, bias=bias), *_maybe(norm, 6, 2), activation(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5, bias=bias), *_maybe(norm, 16, 2), activation(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * side * side, 120, bias=bias), *_maybe(norm, 120, 0), activation(),
+        nn.Linear(120, 84, bias=bias), *_maybe(norm, 84, 0), activation(),
+        nn.Linear(84, num_classes),
+    )
+
+
+def small_cnn(norm: Optional[NormFactory] = None, *, width: int = 32, num_classes: int = 10,
+              activation: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+    """A small ReLU CNN for 1x28x28 inputs: three 3x3 conv blocks (width, 2*width, 2*width channels, each
+    conv -> norm -> ReLU, the first two followed by 2x2 max pooling), global average pooling, a linear head."""
+    bias = norm is None
+    c1, c2 = width, 2 * width
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1, bias=bias), *_maybe(norm, c1, 2), activation(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1, bias=bias), *_maybe(norm, c2, 2), activation(), nn.MaxPool2d(2),
+        nn.Conv2d(c2, c2, 3, padding=1, bias=bias), *_maybe(norm, c2, 2), activation(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c2, num_classes),
+    )
+
+
+def deep_mlp(depth: int = 100, width: int = 256, *, in_features: Optional[int] = None, init: str = "default",
+             norm: Optional[NormFactory] = None, activation: Callable[[], nn.Module] = nn.ReLU,
+             bias: Optional[bool] = None) -> nn.Sequential:
+    """``depth`` blocks of Linear(width) [-> norm] -> activation, for watching signals propagate.
+
+    ``init``: "default" (PyTorch's Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))), "normal" (N(0, 1) weights),
+    "kaiming" (N(0, 2/fan_in), He et al. 2015), "xavier" (Glorot normal), or a float s for N(0, s^2).
+    Biases (kept only without ``norm`` unless ``bias`` says otherwise) start at zero except under "default".
+    """
+    in_features = width if in_features is None else in_features
+    if bias is None:
+        bias = norm is None
+    layers: list = []
+    for i in range(depth):
+        linear = nn.Linear(in_features if i == 0 else width, width, bias=bias)
+        _init_linear(linear, init)
+        layers += [linear, *_maybe(norm, width, 0), activation()]
+    return nn.Sequential(*layers)
+
+
+def _init_linear(linear: nn.Linear, init) -> None:
+    if init == "default":
+        return
+    with torch.no_grad():
+        if init == "normal":
+            linear.weight.normal_(0.0, 1.0)
+        elif init == "kaiming":
+            nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        elif init == "xavier":
+            nn.init.xavier_normal_(linear.weight)
+        elif isinstance(init, (int, float)) and not isinstance(init, bool):
+            linear.weight.normal_(0.0, float(init))
+        else:
+            raise ValueError(f"unknown init {init!r}: expected 'default', 'normal', 'kaiming', 'xavier' or a float "
+                             "standard deviation")
+        if linear.bias is not None:
+            linear.bias.zero_()
