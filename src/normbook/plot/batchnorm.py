@@ -1,0 +1,2 @@
+"""Figures (see normbook.plot)."""
+__all__: list = []
