@@ -10,10 +10,15 @@ COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, width: float = 6.4, height: float = 4.0, **kwargs):
-    """A figure with the book's style; returns (fig, axes). Uses the object API so nothing leaks between cells."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(nrows, ncols, **kwargs)
+    """A figure with the book's style; returns (fig, axes).
+
+    The figure is closed in pyplot right away: a notebook then shows it only where a cell returns or glues it,
+    never a second time at the end of the cell. (Creating it through pyplot is what registers the inline
+    backend's PNG formatter, so a returned or glued figure renders.)
+    """
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
+    plt.close(fig)
     return fig, axes
 
 
