@@ -281,3 +281,29 @@ def prepare_d2l(root: os.PathLike | str = "../data") -> Path:
             else:
                 shutil.copyfile(src, out)
     return target
+
+
+def cache_in_repo() -> Optional[Path]:
+    """Copy the four files into the repository's ``data/fashion-mnist/`` (if run from a checkout and the files
+    are found elsewhere) and lay them out for d2l in ``data/FashionMNIST/raw/``. Returns the cache folder."""
+    source = find_fashion_mnist()
+    root = _repo_root()
+    if root is None:
+        return None
+    cache = root / "data" / "fashion-mnist"
+    if source.resolve() != cache.resolve():
+        cache.mkdir(parents=True, exist_ok=True)
+        for pair in FILES.values():
+            for base in pair:
+                src = _find_file(source, base)
+                if not (cache / src.name).is_file():
+                    shutil.copyfile(src, cache / src.name)
+    prepare_d2l(root / "data")
+    return cache
+
+
+if __name__ == "__main__":  # `python -m normbook.data`, run by `make data`
+    folder = cache_in_repo() or find_fashion_mnist()
+    X_train, _ = load_fashion_mnist("train")
+    X_test, _ = load_fashion_mnist("test")
+    print(f"Fashion-MNIST ready in {folder}: {len(X_train)} training and {len(X_test)} test images")
