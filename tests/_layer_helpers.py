@@ -1,0 +1,56 @@
+"""Shared helpers for the layer tests (test_functional, test_nn_parity, test_autograd_backward, test_errors,
+test_precision, test_fold)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+CUDA = torch.cuda.is_available()
+
+# Every parity test runs on the CPU and, where there is one, on a GPU.
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not CUDA, reason="CUDA not available")),
+]
+
+# Modest example counts keep the layer suite under two minutes on two CPU cores.
+HYPOTHESIS = settings(max_examples=30, deadline=None, derandomize=False,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Tolerances: torch.testing.assert_close's defaults per dtype (fp32 rtol 1.3e-6 / atol 1e-5, fp16 1e-3 / 1e-5,
+# bf16 1.6e-2 / 1e-5); bitwise equality is impossible because ATen computes x * alpha + beta.
+# Gradients are sums over many values, so they get a looser absolute tolerance, scaled by the reduction size.
+LOW_PRECISION_TOL = {torch.float16: dict(rtol=1e-2, atol=1e-2), torch.bfloat16: dict(rtol=5e-2, atol=5e-2)}
+
+
+def close(actual, expected, **kw):
+    torch.testing.assert_close(actual, expected, **kw)
+
+
+def grad_close(actual, expected, reduce_size: int = 1, **kw):
+    """Gradients accumulate rounding errors over ``reduce_size`` terms: widen atol accordingly."""
+    kw.setdefault("rtol", 1e-4)
+    kw.setdefault("atol", 1e-5 * max(1.0, reduce_size ** 0.5))
+    torch.testing.assert_close(actual, expected, **kw)
+
+
+def copy_params(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Give dst the parameters and buffers of src (same names)."""
+    dst.load_state_dict(src.state_dict())
+
+
+def randomize_(module: torch.nn.Module, generator: torch.Generator = None) -> torch.nn.Module:
+    """Random affine parameters and running statistics, so tests do not pass by the grace of weight=1, bias=0."""
+    with torch.no_grad():
+        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+            if t.dtype == torch.long:
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=generator) + 0.5)
+            elif name.endswith("weight"):
+                t.copy_(torch.rand(t.shape, generator=generator) + 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=generator))
+    return module
