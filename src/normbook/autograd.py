@@ -40,8 +40,10 @@ with one difference: gamma varies *within* the reduction, so it cannot be pulled
     dx = invstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat))        (sums over the normalized dims)
     dgamma = sum over rows of dy * x_hat        dbeta = sum over rows of dy
 
-What each Function saves for backward: the input, gamma, and the per-channel (per-row) mean and invstd, the
-same tensors ATen's native kernels save; x_hat is recomputed from them in backward.
+What each Function saves for backward: the centred input x - mu (one tensor of the input's size, in float32 for
+float16/bfloat16 inputs), gamma, and the per-channel (per-row) invstd; x_hat = (x - mu) * invstd is recomputed in
+backward. ATen's kernels save about as much: the input itself plus mean and invstd. Saving x - mu rather than x
+keeps the gradient accurate when the mean is large (x - mu is computed once, carefully, in the forward pass).
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ class BatchNormFunction(torch.autograd.Function):
     """Batch normalization with the closed-form backward derived in this module's docstring.
 
     forward(input (N, C, *S), weight (C,) or None, bias (C,) or None, running_mean, running_var, training,
-    momentum, eps) -> output (N, C, *S). Saves input, weight, mean (C,), invstd (C,).
+    momentum, eps) -> output (N, C, *S). Saves x - mean (N, C, *S), weight (C,), invstd (1, C, 1, ...).
     backward(dy (N, C, *S)) -> dx (N, C, *S), dweight (C,), dbias (C,), None for the rest.
     """
 
@@ -70,36 +72,37 @@ class BatchNormFunction(torch.autograd.Function):
         x = input.to(_F._opmath(input.dtype))
         if training:
             dims = [0] + list(range(2, input.dim()))
-            mean, var = _F._moments(x, dims)
+            mean, var, centered = _F._moments(x, dims)
             _F._update_running_stats(running_mean, running_var, mean.flatten(), var.flatten(),
                                      input.numel() // max(input.shape[1], 1), momentum)
         else:
-            mean = running_mean.reshape(shape).to(x.dtype)
             var = running_var.reshape(shape).to(x.dtype)
+            centered = x - running_mean.reshape(shape).to(x.dtype)
         invstd = torch.rsqrt(var + eps)
-        ctx.save_for_backward(input, weight, mean, invstd)
+        ctx.save_for_backward(centered, weight, invstd)
         ctx.training = training
+        ctx.input_dtype = input.dtype
         ctx.bias_dtype = bias.dtype if bias is not None else None
-        return _F._affine((x - mean) * invstd, weight, bias, shape).to(input.dtype)
+        return _F._affine(centered * invstd, weight, bias, shape).to(input.dtype)
 
     @staticmethod
     def backward(ctx, dy):
-        input, weight, mean, invstd = ctx.saved_tensors
-        shape = _F._channel_shape(input)
-        dims = [0] + list(range(2, input.dim()))
-        x_hat = (input.to(mean.dtype) - mean) * invstd          # recomputed, not saved
-        dy = dy.to(mean.dtype)
+        centered, weight, invstd = ctx.saved_tensors
+        shape = _F._channel_shape(centered)
+        dims = [0] + list(range(2, centered.dim()))
+        x_hat = centered * invstd                               # recomputed, not saved
+        dy = dy.to(centered.dtype)
         dbeta = dy.sum(dim=dims, keepdim=True)                  # (1, C, 1, ...)
         dgamma = (dy * x_hat).sum(dim=dims, keepdim=True)       # (1, C, 1, ...)
-        gamma = weight.reshape(shape).to(mean.dtype) if weight is not None else 1.0
+        gamma = weight.reshape(shape).to(centered.dtype) if weight is not None else 1.0
         dx = dweight = dbias = None
         if ctx.needs_input_grad[0]:
             if ctx.training:
-                m = max(input.numel() // input.shape[1], 1)   # values per channel
+                m = max(centered.numel() // centered.shape[1], 1)   # values per channel
                 dx = gamma * invstd / m * (m * dy - dbeta - x_hat * dgamma)
             else:
                 dx = gamma * invstd * dy
-            dx = dx.to(input.dtype)
+            dx = dx.to(ctx.input_dtype)
         if weight is not None and ctx.needs_input_grad[1]:
             dweight = dgamma.reshape(weight.shape).to(weight.dtype)
         if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
@@ -111,7 +114,7 @@ class LayerNormFunction(torch.autograd.Function):
     """Layer normalization with the closed-form backward derived in this module's docstring.
 
     forward(input (*, *normalized_shape), normalized_shape, weight, bias, eps) -> output of the input's shape.
-    Saves input, weight, mean (*, 1, ..., 1), invstd (*, 1, ..., 1).
+    Saves x - mean (the input's shape), weight, invstd (*, 1, ..., 1).
     backward(dy) -> dx, dweight (normalized_shape), dbias (normalized_shape), None, None.
     """
 
@@ -119,28 +122,29 @@ class LayerNormFunction(torch.autograd.Function):
     def forward(ctx, input, normalized_shape, weight, bias, eps):
         x = input.to(_F._opmath(input.dtype))
         dims = list(range(input.dim() - len(normalized_shape), input.dim()))
-        mean, var = _F._moments(x, dims)
+        mean, var, centered = _F._moments(x, dims)
         invstd = torch.rsqrt(var + eps)
-        ctx.save_for_backward(input, weight, mean, invstd)
+        ctx.save_for_backward(centered, weight, invstd)
         ctx.normalized_shape = normalized_shape
+        ctx.input_dtype = input.dtype
         ctx.bias_dtype = bias.dtype if bias is not None else None
-        return _F._affine((x - mean) * invstd, weight, bias, normalized_shape).to(input.dtype)
+        return _F._affine(centered * invstd, weight, bias, normalized_shape).to(input.dtype)
 
     @staticmethod
     def backward(ctx, dy):
-        input, weight, mean, invstd = ctx.saved_tensors
+        centered, weight, invstd = ctx.saved_tensors
         k = len(ctx.normalized_shape)
-        norm_dims = list(range(input.dim() - k, input.dim()))   # the normalized (trailing) dims
-        row_dims = list(range(input.dim() - k))                 # the leading dims: one row each
-        x_hat = (input.to(mean.dtype) - mean) * invstd
-        dy = dy.to(mean.dtype)
-        g = dy * weight.to(mean.dtype) if weight is not None else dy   # gradient w.r.t. x_hat
+        norm_dims = list(range(centered.dim() - k, centered.dim()))   # the normalized (trailing) dims
+        row_dims = list(range(centered.dim() - k))                    # the leading dims: one row each
+        x_hat = centered * invstd
+        dy = dy.to(centered.dtype)
+        g = dy * weight.to(centered.dtype) if weight is not None else dy   # gradient w.r.t. x_hat
         dx = dweight = dbias = None
         if ctx.needs_input_grad[0]:
             d = math.prod(ctx.normalized_shape)                # values per row
             dx = invstd / d * (d * g - g.sum(dim=norm_dims, keepdim=True)
                                - x_hat * (g * x_hat).sum(dim=norm_dims, keepdim=True))
-            dx = dx.to(input.dtype)
+            dx = dx.to(ctx.input_dtype)
         if weight is not None and ctx.needs_input_grad[2]:
             dweight = _sum_rows(dy * x_hat, row_dims).to(weight.dtype)
         if ctx.bias_dtype is not None and ctx.needs_input_grad[3]:

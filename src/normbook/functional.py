@@ -16,9 +16,10 @@ function              statistics over (for an (N, C, *S) input)    running stati
 
 Three rules hold throughout.
 
-* **Two-pass variance.** We compute the mean first and then ``mean((x - mean)**2)``. The one-pass formula
-  ``E[x^2] - E[x]^2`` subtracts two nearly equal numbers when the mean is large compared to the spread: for
-  ``1e4 + N(0, 1)`` in float32, ``E[x^2] ~ 1e8`` has a rounding error near 8, far above the variance 1 we want.
+* **Two-pass variance.** We compute the mean first and then the mean of ``(x - mean)**2`` (with a correction
+  for the rounding of the mean, see ``_moments``). The one-pass formula ``E[x^2] - E[x]^2`` subtracts two nearly
+  equal numbers when the mean is large compared to the spread: for ``1e4 + N(0, 1)`` in float32, ``E[x^2] ~ 1e8``
+  carries a rounding error near 8, far above the variance 1 we want.
 * **Statistics in opmath.** float16/bfloat16 inputs are upcast to float32 for the arithmetic (as ATen does); the
   result is cast back to the input's dtype, and running statistics stay in their own dtype (float32 in the modules).
 * **Biased variance to normalize, unbiased variance into ``running_var``.** A batch of n values per channel is
@@ -121,11 +122,18 @@ def _affine(x_hat: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], sha
 
 
 def _moments(x: Tensor, dims) -> tuple:
-    """Mean and biased variance over ``dims`` (kept as size-1 dims), in two passes: no cancellation."""
-    mean = x.mean(dim=dims, keepdim=True)
-    centered = x - mean
-    var = (centered * centered).mean(dim=dims, keepdim=True)
-    return mean, var
+    """Mean, biased variance and centred input ``x - mean`` over ``dims`` (kept as size-1 dims).
+
+    The corrected two-pass algorithm (Chan, Golub & LeVeque 1983): a first pass gives the mean ``m``, rounded;
+    the centred values ``c = x - m`` are small, so their own mean ``dm`` (the rounding error of m) and their
+    mean square are accurate, and ``var = mean(c^2) - dm^2`` subtracts only a tiny term. Nothing cancels even
+    when the mean is 10^4 times the spread, and ``c - dm`` is the centred input without the rounding of m.
+    """
+    m = x.mean(dim=dims, keepdim=True)
+    c = x - m
+    dm = c.mean(dim=dims, keepdim=True)
+    var = ((c * c).mean(dim=dims, keepdim=True) - dm * dm).clamp_min(0)
+    return m + dm, var, c - dm
 
 
 @torch.no_grad()
@@ -186,13 +194,13 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
     x = input.to(_opmath(input.dtype))         # float32 arithmetic for float16/bfloat16
     if training:
         dims = [0] + list(range(2, input.dim()))   # every dim but the channel dim
-        mean, var = _moments(x, dims)              # each (1, C, 1, ..., 1)
+        mean, var, centered = _moments(x, dims)    # (1, C, 1, ..., 1) twice, and x - mean
         _update_running_stats(running_mean, running_var, mean.flatten(), var.flatten(),
                               input.numel() // max(input.shape[1], 1), momentum)
     else:
-        mean = running_mean.reshape(shape).to(x.dtype)
         var = running_var.reshape(shape).to(x.dtype)
-    x_hat = (x - mean) * torch.rsqrt(var + eps)
+        centered = x - running_mean.reshape(shape).to(x.dtype)
+    x_hat = centered * torch.rsqrt(var + eps)
     return _affine(x_hat, weight, bias, shape).to(input.dtype)
 
 
@@ -226,14 +234,14 @@ def instance_norm(input: Tensor, running_mean: Optional[Tensor] = None, running_
     shape = _channel_shape(input)
     x = input.to(_opmath(input.dtype))
     if use_input_stats:
-        mean, var = _moments(x, list(range(2, input.dim())))  # each (N, C, 1, ..., 1)
+        mean, var, centered = _moments(x, list(range(2, input.dim())))  # (N, C, 1, ..., 1) twice, x - mean
         spatial = input[0, 0].numel() if input.shape[0] * input.shape[1] > 0 else 0
         _update_running_stats(running_mean, running_var, mean.mean(0).flatten(),
                               var.mean(0).flatten(), spatial, momentum)
     else:
-        mean = running_mean.reshape(shape).to(x.dtype)
         var = running_var.reshape(shape).to(x.dtype)
-    x_hat = (x - mean) * torch.rsqrt(var + eps)
+        centered = x - running_mean.reshape(shape).to(x.dtype)
+    x_hat = centered * torch.rsqrt(var + eps)
     return _affine(x_hat, weight, bias, shape).to(input.dtype)
 
 
@@ -255,8 +263,8 @@ def layer_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weigh
     _check_param_dtypes(input, "layer_norm", weight=weight, bias=bias)
     x = input.to(_opmath(input.dtype))
     dims = list(range(input.dim() - len(shape), input.dim()))
-    mean, var = _moments(x, dims)                 # each (*, 1, ..., 1)
-    x_hat = (x - mean) * torch.rsqrt(var + eps)
+    mean, var, centered = _moments(x, dims)       # (*, 1, ..., 1) twice, and x - mean
+    x_hat = centered * torch.rsqrt(var + eps)
     return _affine(x_hat, weight, bias, shape).to(input.dtype)
 
 
@@ -290,8 +298,8 @@ def group_norm(input: Tensor, num_groups: int, weight: Optional[Tensor] = None, 
     _check_param_dtypes(input, "group_norm", weight=weight, bias=bias)
     x = input.to(_opmath(input.dtype))
     grouped = x.reshape(n, num_groups, -1)        # (N, G, C/G * prod(S))
-    mean, var = _moments(grouped, [2])            # each (N, G, 1)
-    x_hat = ((grouped - mean) * torch.rsqrt(var + eps)).reshape(input.shape)
+    mean, var, centered = _moments(grouped, [2])  # (N, G, 1) twice, and grouped - mean
+    x_hat = (centered * torch.rsqrt(var + eps)).reshape(input.shape)
     return _affine(x_hat, weight, bias, _channel_shape(input)).to(input.dtype)
 
 
