@@ -76,6 +76,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     statistics even in evaluation). For a Linear the BatchNorm is assumed to normalize the Linear's output
     features, i.e. a BatchNorm1d on an (N, C) input, as in every model of this book.
     """
-    folded = copy.deepcopy(model).eval()
+    folded = copy.deepcopy(model)
     _fold_sequential(folded)
-    return folded
+    return folded.eval()
