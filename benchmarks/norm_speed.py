@@ -1,0 +1,205 @@
+"""How fast are the book's layers? normbook's three paths against torch.nn, measured side by side in one run.
+
+For each layer, at shapes the book uses, this prints the time of
+
+* torch.nn (ATen's fused kernels): the baseline, in microseconds;
+* normbook, autograd path: ``normbook.nn`` as it is (plain tensor code, autograd backward);
+* normbook, closed-form path: ``backward="closed_form"`` (BatchNorm and LayerNorm only);
+* ``torch.compile(normbook.functional.X, fullgraph=True)``: the same plain tensor code, fused by Inductor
+  (``fullgraph=True`` makes any graph break an error);
+
+as ratios normbook time / torch time (lower is faster; 1.0 = as fast as ATen), for the forward pass alone
+(training mode, under ``no_grad``) and for forward + backward. All paths of one layer are timed in turns, round
+after round (median of 7 rounds), so a change in machine load affects them alike. It also prints the memory each path keeps for the
+backward pass: the bytes of the distinct tensors saved in the autograd graph (``saved_tensors_hooks``).
+
+Usage:  python benchmarks/norm_speed.py [--device cpu|cuda|all] [--min-run-time 0.2] [--no-compile] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+import normbook.functional as F
+import normbook.nn as nbnn
+
+
+@dataclass
+class Case:
+    name: str
+    shape: tuple
+    torch_module: Callable[[], torch.nn.Module]
+    normbook_module: Callable[..., torch.nn.Module]
+    functional: Callable          # (x, module) -> y, normbook.functional with the module's tensors
+    closed_form: bool = False
+
+
+CASES = [
+    Case("BatchNorm2d", (32, 64, 28, 28), lambda: torch.nn.BatchNorm2d(64), lambda **kw: nbnn.BatchNorm2d(64, **kw),
+         lambda x, m: F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps), True),
+    Case("BatchNorm1d", (256, 120), lambda: torch.nn.BatchNorm1d(120), lambda **kw: nbnn.BatchNorm1d(120, **kw),
+         lambda x, m: F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps), True),
+    Case("LayerNorm", (32, 128, 256), lambda: torch.nn.LayerNorm(256), lambda **kw: nbnn.LayerNorm(256, **kw),
+         lambda x, m: F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps), True),
+    Case("GroupNorm(8)", (32, 64, 28, 28), lambda: torch.nn.GroupNorm(8, 64), lambda: nbnn.GroupNorm(8, 64),
+         lambda x, m: F.group_norm(x, m.num_groups, m.weight, m.bias, m.eps)),
+    Case("InstanceNorm2d", (32, 64, 28, 28), lambda: torch.nn.InstanceNorm2d(64, affine=True),
+         lambda: nbnn.InstanceNorm2d(64, affine=True),
+         lambda x, m: F.instance_norm(x, None, None, m.weight, m.bias, True, 0.1, m.eps)),
+    Case("RMSNorm", (32, 128, 256), lambda: torch.nn.RMSNorm(256), lambda: nbnn.RMSNorm(256),
+         lambda x, m: F.rms_norm(x, m.normalized_shape, m.weight, m.eps)),
+]
+
+
+def interleaved_medians(fns: dict, device: str, min_run_time: float, rounds: int = 7) -> dict:
+    """Median seconds per call of each function. The functions are timed in turns, round after round, so that a
+    change in machine load hits all of them alike and their ratios stay fair."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def block(fn, n):
+        sync()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync()
+        return (time.perf_counter() - start) / n
+
+    numbers = {}
+    for key, fn in fns.items():          # calibrate: each block should take min_run_time / rounds
+        fn(), fn()
+        once = block(fn, 1)
+        numbers[key] = max(1, int(min_run_time / rounds / max(once, 1e-7)))
+    times = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            times[key].append(block(fn, numbers[key]))
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def saved_bytes(fn: Callable[[], torch.Tensor]) -> Optional[int]:
+    """Bytes of the distinct tensors the autograd graph of fn() keeps for backward."""
+    seen = {}
+
+    def pack(t):
+        seen[(t.data_ptr(), t.untyped_storage().nbytes() if t.data_ptr() else 0, t.device)] = t.nbytes
+        return t
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+    except Exception:  # noqa: BLE001  (a path that cannot run under the hooks)
+        return None
+    return sum(seen.values())
+
+
+def paths_for(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, params):
+    """(forward-only closure, forward+backward closure, saved bytes) for forward(x)."""
+    x_req = x.detach().clone().requires_grad_(True)
+    grad = torch.randn_like(x)
+
+    def fwd():
+        with torch.no_grad():
+            return forward(x)
+
+    def fwd_bwd():
+        for p in params:
+            p.grad = None
+        x_req.grad = None
+        forward(x_req).backward(grad)
+
+    fwd_bwd()  # warm-up (and compilation for the compiled path)
+    fwd()
+    return fwd, fwd_bwd, saved_bytes(lambda: forward(x_req))
+
+
+def run_device(device: str, min_run_time: float, compile_: bool) -> list:
+    rows = []
+    for case in CASES:
+        torch.manual_seed(0)
+        x = torch.randn(case.shape, device=device)
+        modules = {"torch": case.torch_module(), "autograd": case.normbook_module()}
+        if case.closed_form:
+            modules["closed"] = case.normbook_module(backward="closed_form")
+        paths, compile_s = {}, None
+        for key, module in modules.items():
+            module.to(device).train()
+            paths[key] = paths_for(module, x, list(module.parameters()))
+        if compile_:
+            torch._dynamo.reset()
+            module = case.normbook_module().to(device).train()
+            compiled = torch.compile(case.functional, fullgraph=True)  # a graph break would raise here
+            start = time.perf_counter()
+            paths["compiled"] = paths_for(lambda t: compiled(t, module), x, list(module.parameters()))
+            compile_s = time.perf_counter() - start
+        fwd = interleaved_medians({k: v[0] for k, v in paths.items()}, device, min_run_time)
+        fwd_bwd = interleaved_medians({k: v[1] for k, v in paths.items()}, device, min_run_time)
+        result = {"layer": case.name, "shape": "x".join(map(str, case.shape)), "compile_s": compile_s}
+        for key, (_, _, saved) in paths.items():
+            result[key] = (fwd[key], fwd_bwd[key], saved)
+        rows.append(result)
+        print(f"  measured {case.name} on {device}", file=sys.stderr, flush=True)
+    return rows
+
+
+def fmt_ratio(row, path, i):
+    return f"{row[path][i] / row['torch'][i]:.2f}" if path in row else "-"
+
+
+def fmt_mb(row, path):
+    if path not in row or row[path][2] is None:
+        return "-"
+    return f"{row[path][2] / 2**20:.1f}"
+
+
+def print_table(device: str, rows: list) -> None:
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n### {device} ({name}), torch {torch.__version__}, float32, training mode\n")
+    print("Time: normbook / torch.nn (lower is faster). torch.nn columns in microseconds.\n")
+    print("| layer | shape | torch fwd µs | torch f+b µs | autograd fwd | autograd f+b | closed-form fwd "
+          "| closed-form f+b | compiled fwd | compiled f+b |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['layer']} | {r['shape']} | {r['torch'][0] * 1e6:.0f} | {r['torch'][1] * 1e6:.0f} | "
+              f"{fmt_ratio(r, 'autograd', 0)} | {fmt_ratio(r, 'autograd', 1)} | {fmt_ratio(r, 'closed', 0)} | "
+              f"{fmt_ratio(r, 'closed', 1)} | {fmt_ratio(r, 'compiled', 0)} | {fmt_ratio(r, 'compiled', 1)} |")
+    print("\nSaved for backward (MiB of distinct tensors; the input itself is counted when saved):\n")
+    print("| layer | input MiB | torch | autograd | closed-form | compiled |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        numel = 1
+        for s in r["shape"].split("x"):
+            numel *= int(s)
+        print(f"| {r['layer']} | {numel * 4 / 2**20:.1f} | {fmt_mb(r, 'torch')} | {fmt_mb(r, 'autograd')} | "
+              f"{fmt_mb(r, 'closed')} | {fmt_mb(r, 'compiled')} |")
+    if any(r["compile_s"] for r in rows):
+        print("\nCompilation (first calls, incl. warm-up): "
+              + ", ".join(f"{r['layer']} {r['compile_s']:.0f} s" for r in rows if r["compile_s"]))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds of timing per measurement")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        if args.device == "cuda":
+            sys.exit("CUDA is not available")
+        devices.remove("cuda")
+    for device in devices:
+        print_table(device, run_device(device, args.min_run_time, not args.no_compile))
+
+
+if __name__ == "__main__":
+    main()
