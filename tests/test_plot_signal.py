@@ -1,0 +1,68 @@
+"""Chapter 1 figures build, are labelled, and draw what they are given."""
+import math
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from normbook import plot
+
+
+def _solid_dashed(ax):
+    return [line for line in ax.get_lines() if line.get_linestyle() in ("-", "--")]
+
+
+def test_std_per_layer_log_scale_one_line_per_curve():
+    curves = {"a": [1.0, 0.5, 0.25], "a + BN": [0.58, 0.58, 0.58], "b": [1.0, 10.0, 100.0]}
+    fig = plot.std_per_layer(curves)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "layer" and "std" in ax.get_ylabel()
+    lines = _solid_dashed(ax)
+    assert len(lines) == 3
+    by_label = {line.get_label(): line for line in lines}
+    assert by_label["a + BN"].get_linestyle() == "--" and by_label["a"].get_linestyle() == "-"
+    assert by_label["a + BN"].get_color() == by_label["a"].get_color()      # one colour per initialization
+    assert list(by_label["b"].get_xdata()) == [1, 2, 3]
+
+
+def test_nonfinite_and_zero_curves_are_explained_in_the_legend():
+    curves = {"explodes": [1.0, 1e30, float("inf"), float("nan")], "zero": [0.0, 0.0], "nan": [float("nan")] * 3}
+    fig = plot.grad_norm_per_layer(curves)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "explodes (inf/nan from layer 3)" in labels
+    assert "zero (all zero, not drawn)" in labels
+    assert "nan (inf/nan from layer 1, not drawn)" in labels
+    explodes = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("explodes")][0]
+    assert list(explodes.get_ydata()) == [1.0, 1e30]            # only the finite prefix is drawn
+
+
+def test_std_per_layer_with_zoom_has_two_panels():
+    curves = {"k": [0.8, 0.7, 0.6], "k + BN": [0.58] * 3, "big": [1.0, 1e5, 1e10]}
+    fig = plot.std_per_layer(curves, zoom=(0.0, 1.5))
+    log_ax, lin_ax = fig.axes
+    assert log_ax.get_yscale() == "log" and lin_ax.get_yscale() == "linear"
+    assert lin_ax.get_ylim() == (0.0, 1.5)
+    drawn = [l for l in lin_ax.get_lines() if len(l.get_xdata())]
+    assert sorted(l.get_label() for l in drawn) == ["k", "k + BN"]
+
+
+def test_grad_data_ratio_and_hline():
+    fig = plot.grad_data_ratio_per_layer({"x": [1e-3, 1e-2]}, hline=1e-3, hline_label="1e-3")
+    ax = fig.axes[0]
+    assert "grad" in ax.get_ylabel() and len(ax.get_lines()) == 2
+
+
+def test_activation_histograms_panels_lines_and_legend():
+    torch.manual_seed(0)
+    panels = {"plain": [torch.sigmoid(3 * torch.randn(100, 10)) for _ in range(4)],
+              "bn": [torch.sigmoid(torch.randn(100, 10)) for _ in range(4)]}
+    fig = plot.activation_histograms(panels)
+    assert len(fig.axes) == 2
+    for ax, title in zip(fig.axes, panels):
+        assert ax.get_title() == title and ax.get_xlabel() == "activation value"
+        assert len(ax.get_lines()) == 4
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert texts[0].startswith("layer 1: std") and "sat" in texts[0]
+    with pytest.raises(ValueError):
+        plot.activation_histograms({})
