@@ -101,3 +101,12 @@ def test_time_it():
         D.time_it(lambda: None, repeats=0)
     with pytest.raises(ValueError):
         D.time_it(lambda: None, number=0)
+
+
+def test_time_it_sets_and_restores_threads():
+    before = torch.get_num_threads()
+    seen = []
+    D.time_it(lambda: seen.append(torch.get_num_threads()), repeats=1, number=1, warmup=0, num_threads=1)
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        D.time_it(lambda: None, num_threads=0)

@@ -66,3 +66,31 @@ def test_activation_histograms_panels_lines_and_legend():
         assert texts[0].startswith("layer 1: std") and "sat" in texts[0]
     with pytest.raises(ValueError):
         plot.activation_histograms({})
+
+
+# ---- chapters 2-3 figures (normbook.plot.batchnorm) ----
+def test_scale_invariance_figure():
+    fig = plot.scale_invariance([0.1, 1.0, 10.0], [10.0, 1.0, 0.1], [1e-6, 0.0, 1e-7])
+    ax_g, ax_y = fig.axes
+    assert ax_g.get_xscale() == ax_g.get_yscale() == "log"
+    assert len(ax_g.get_lines()) == 2 and "scale" in ax_g.get_xlabel()
+    ref = [l for l in ax_g.get_lines() if l.get_linestyle() == "-"][0]
+    assert list(ref.get_ydata()) == pytest.approx([10.0, 1.0, 0.1])      # g(1) / a
+    assert list(ax_y.get_lines()[0].get_xdata()) == [0.1, 10.0]          # the exact zero at a = 1 is left out
+    with pytest.raises(ValueError):
+        plot.scale_invariance([1.0], [1.0, 2.0], [0.0])
+
+
+def test_shared_statistics_counts_cells_and_colours():
+    fig = plot.shared_statistics(("1d", "2d"))
+    ax1, ax2 = fig.axes
+    assert len(ax1.patches) == 4 * 5 and len(ax2.patches) == 3 * 3 * 3 * 3
+    assert "5 means, each over 4 elements" in ax1.get_title()
+    assert "3 means, each over 27 elements" in ax2.get_title()
+    colours = {tuple(p.get_facecolor()) for p in ax1.patches}
+    assert len(colours) == 5                                            # one colour per channel
+    grey = plot.shared_statistics(("1d_seq",), highlight=1)
+    faces = [tuple(p.get_facecolor()) for p in grey.axes[0].patches]
+    assert len(set(faces)) == 2                                         # the highlighted channel and grey
+    with pytest.raises(ValueError):
+        plot.shared_statistics(("4d",))

@@ -209,7 +209,8 @@ def _fmt_seconds(s: float) -> str:
 
 
 def time_it(fn: Callable[[], object], *, repeats: int = 7, number: Optional[int] = None, warmup: int = 1,
-            min_time: float = 0.05, device: Optional[Union[torch.device, str]] = None) -> TimingResult:
+            min_time: float = 0.05, device: Optional[Union[torch.device, str]] = None,
+            num_threads: Optional[int] = None) -> TimingResult:
     """Time ``fn()`` the way ``%timeit`` does, and make CUDA work finish inside the measurement.
 
     - ``warmup`` calls first (lazy initialisation, allocator and cache effects are not what we want to measure);
@@ -220,6 +221,10 @@ def time_it(fn: Callable[[], object], *, repeats: int = 7, number: Optional[int]
 
     On a CUDA ``device`` (or when CUDA is initialised and ``device`` is None) the timed statement ends with
     ``torch.cuda.synchronize()``: kernels run asynchronously, so without it we would time only their launch.
+
+    ``num_threads`` sets torch's CPU thread count for the measurement (and restores it afterwards), as
+    ``torch.utils.benchmark.Timer`` does with its default of one thread: small CPU operations timed with
+    several threads on a busy machine measure mostly the threads waiting for each other.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -230,6 +235,15 @@ def time_it(fn: Callable[[], object], *, repeats: int = 7, number: Optional[int]
     else:
         sync = torch.device(device).type == "cuda"
 
+    if num_threads is not None:
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(num_threads)
+        try:
+            return time_it(fn, repeats=repeats, number=number, warmup=warmup, min_time=min_time, device=device)
+        finally:
+            torch.set_num_threads(previous)
     if sync:
         def stmt():
             fn()
