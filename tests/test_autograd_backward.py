@@ -94,8 +94,13 @@ def test_batch_norm_closed_form_equals_autograd(device, case):
     stats = [(torch.zeros(c, device=device, dtype=dtype), torch.ones(c, device=device, dtype=dtype))
              for _ in range(3)]
     results = [_grads(lambda x, w, b, s=s, f=f: f(x, s[0], s[1], w, b, training, 0.2, 1e-5), x, w, b, g)
-               for f, s in zip((A.batch_norm, F.batch_norm, TF.batch_norm), stats)]
-    (y_cf, g_cf), (y_ag, g_ag), (y_t, g_t) = results
+               for f, s in zip((A.batch_norm, F.batch_norm), stats)]
+    # torch on the CPU: its CUDA kernel mishandles a bias without a weight in evaluation mode (torch 2.11)
+    cpu = [None if t is None else t.cpu() for t in (x, w, b, g)]
+    stats[2] = (stats[2][0].cpu(), stats[2][1].cpu())
+    y_t, g_t = _grads(lambda x, w, b: TF.batch_norm(x, stats[2][0], stats[2][1], w, b, training, 0.2, 1e-5), *cpu)
+    y_t, g_t = y_t.to(device), [None if t is None else t.to(device) for t in g_t]
+    (y_cf, g_cf), (y_ag, g_ag) = results
     close(y_cf, y_ag)
     close(y_cf, y_t)
     tol = dict(rtol=1e-4, atol=1e-5 * x.numel() ** 0.5) if dtype == torch.float32 else {}
@@ -104,8 +109,8 @@ def test_batch_norm_closed_form_equals_autograd(device, case):
             close(a, b_, **tol)
             close(a, t, **tol)
     for s in stats[1:]:
-        close(stats[0][0], s[0])
-        close(stats[0][1], s[1])
+        close(stats[0][0], s[0].to(device))
+        close(stats[0][1], s[1].to(device))
 
 
 @st.composite

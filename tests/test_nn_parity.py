@@ -38,12 +38,13 @@ def _step(nb, ref, x, g=None):
     y1, y2 = nb(x1), ref(x2)
     assert y1.dtype == y2.dtype and y1.shape == y2.shape
     tol = LOW_PRECISION_TOL.get(x.dtype, {})
-    close(y1, y2, **tol)
+    x3 = x.double().requires_grad_(True)
+    y3 = oracle(x3)
+    _oracle_check(y1, y2, y3, close, tol)
     g = torch.randn_like(y2) if g is None else g
     y1.backward(g)
     y2.backward(g)
-    x3 = x.double().requires_grad_(True)
-    oracle(x3).backward(g.double())
+    y3.backward(g.double())
     reduce_size = max(1, x.numel() // max(1, sum(p.numel() for p in ref.parameters()) or 1))
     _grad_check(x1.grad, x2.grad, x3.grad, reduce_size, tol)
     for (n1, p1), (n2, p2), (_, p3) in zip(nb.named_parameters(), ref.named_parameters(),
@@ -53,10 +54,14 @@ def _step(nb, ref, x, g=None):
 
 
 def _grad_check(ours, theirs, exact, reduce_size, tol):
-    """Gradients equal torch's within tolerance; where they do not (a tiny-variance group amplifies rounding
-    by 1/std), they must be at least as close to the float64 gradient as torch's are."""
+    _oracle_check(ours, theirs, exact, lambda a, b, **kw: grad_close(a, b, reduce_size, **kw), tol)
+
+
+def _oracle_check(ours, theirs, exact, compare, tol):
+    """Results equal torch's within tolerance; where they do not (a group of two nearly equal values amplifies
+    rounding by 1/std), they must be at least as close to the float64 result as torch's are."""
     try:
-        grad_close(ours, theirs, reduce_size, **tol)
+        compare(ours, theirs, **tol)
     except AssertionError:
         err_ours = (ours.double() - exact).abs().max().item()
         err_theirs = (theirs.double() - exact).abs().max().item()
@@ -446,6 +451,12 @@ def test_low_precision_inputs(device, dtype, name, args, kwargs, shape):
     dtype, buffers stay float32 and match torch's."""
     ours = getattr(nbnn, name)(*args, device=device, **kwargs)
     theirs = getattr(torch.nn, name)(*args, device=device, **kwargs)
+    if device == "cuda":
+        try:
+            theirs(_input(shape, device, dtype)())
+        except RuntimeError as e:  # torch 2.11's CUDA LayerNorm/GroupNorm: "expected scalar type Half but found Float"
+            pytest.skip(f"torch's CUDA kernel refuses float32 parameters with a {dtype} input here: {e}")
+        theirs.reset_parameters()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's "cannot dispatch to fused implementation" for RMSNorm
         run_parity(ours, theirs, _input(shape, device, dtype), train_steps=2)
