@@ -1,2 +1,110 @@
-"""Figures (see normbook.plot)."""
-__all__: list = []
+"""Figures of chapter 6: learning curves over seeds and the sweeps (learning rate, initialization, batch size).
+
+All take the pandas frames made by :mod:`normbook.experiments` and return a matplotlib Figure.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .common import COLORS, new_figure
+
+__all__ = ["learning_curves", "sweep_curve", "accuracy_vs_lr", "accuracy_vs_init_scale", "error_vs_batch_size",
+           "loss_comparison"]
+
+_LABELS = {"train_loss": "training loss", "train_acc": "training accuracy", "test_acc": "test accuracy",
+           "test_error": "test error", "best_test_acc": "best test accuracy", "lr": "learning rate",
+           "scale": "weight scale (std of the initial weights)", "batch_size": "batch size (examples per batch)"}
+
+
+def _band(ax, x, values, color, label, marker=None):
+    """Mean over the rows of ``values`` (runs x points) with a band of min..max over runs."""
+    values = np.asarray(values, dtype=float)
+    mean = np.nanmean(values, axis=0)
+    ax.plot(x, mean, color=color, label=label, marker=marker, lw=1.8)
+    if len(values) > 1:
+        ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color, alpha=0.2, lw=0)
+
+
+def learning_curves(frame, metrics: Sequence[str] = ("train_loss", "train_acc", "test_acc"), by: str = "label",
+                    width: float = 10.0, height: float = 3.4):
+    """One panel per metric against the epoch: for each value of ``by`` (e.g. "BN", "no BN") the mean over
+    seeds as a line and the range over seeds (min to max) as a band. ``frame``: per-epoch rows with columns
+    ``by``, seed, epoch and the metrics (from :func:`normbook.experiments.run_seeds`)."""
+    fig, axes = new_figure(1, len(metrics), width, height, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (name, group) in enumerate(frame.groupby(by, sort=False)):
+            table = group.pivot(index="seed", columns="epoch", values=metric)
+            _band(ax, table.columns.to_numpy(), table.to_numpy(), COLORS[i % len(COLORS)],
+                  f"{name} ({len(table)} seeds)", marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(_LABELS.get(metric, metric))
+    axes[0][0].legend()
+    return fig
+
+
+def sweep_curve(sweep, x: str, y: str = "test_acc", by: str = "model", *, logx: bool = True,
+                chance: Optional[float] = 0.1, ax=None, title: Optional[str] = None, width: float = 5.6,
+                height: float = 3.8):
+    """``y`` against ``x`` for each value of ``by``: the mean over seeds with markers and the min..max range
+    over seeds as a band. A dashed line marks chance level when ``chance`` is given."""
+    if ax is None:
+        fig, ax = new_figure(1, 1, width, height)
+    else:
+        fig = ax.figure
+    for i, (name, group) in enumerate(sweep.groupby(by, sort=False)):
+        table = group.pivot(index="seed", columns=x, values=y)
+        _band(ax, table.columns.to_numpy(dtype=float), table.to_numpy(), COLORS[i % len(COLORS)], str(name),
+              marker="o")
+    if chance is not None:
+        ax.axhline(chance, color="gray", ls="--", lw=1, label="chance")
+    if logx:
+        ax.set_xscale("log", base=2 if x == "batch_size" else 10)
+    if x == "batch_size":
+        ticks = sorted(sweep[x].unique())
+        ax.set_xticks(ticks, [str(int(t)) for t in ticks])
+        ax.minorticks_off()
+    ax.set_xlabel(_LABELS.get(x, x))
+    ax.set_ylabel(_LABELS.get(y, y))
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def accuracy_vs_lr(sweep, **kwargs):
+    """Final test accuracy against the learning rate (log axis), one curve per model (E2)."""
+    return sweep_curve(sweep, "lr", "test_acc", **kwargs)
+
+
+def accuracy_vs_init_scale(sweep, **kwargs):
+    """Final test accuracy against the standard deviation of the initial weights (log axis), per model (E3)."""
+    return sweep_curve(sweep, "scale", "test_acc", **kwargs)
+
+
+def error_vs_batch_size(sweep, **kwargs):
+    """Test error against the batch size (log2 axis), one curve per normalization, in the layout of Wu & He
+    (2018), Fig. 1 (E4)."""
+    kwargs.setdefault("chance", None)
+    return sweep_curve(sweep, "batch_size", "test_error", **kwargs)
+
+
+def loss_comparison(result: dict, labels: Sequence[str] = ("normbook.nn", "torch.nn"), width: float = 10.0,
+                    height: float = 3.4):
+    """Left: the per-step training losses of two runs (``result["a"]``, ``result["b"]`` Histories, from
+    :func:`normbook.experiments.compare_layers`). Right: their absolute difference per step on a log scale."""
+    fig, (left, right) = new_figure(1, 2, width, height)
+    a, b = result["a"].batch_loss, result["b"].batch_loss
+    steps = np.arange(1, len(a) + 1)
+    left.plot(steps, a, color=COLORS[0], lw=1.5, label=labels[0])
+    left.plot(steps, b, color=COLORS[1], lw=1.0, ls="--", label=labels[1])
+    left.set_xlabel("training step")
+    left.set_ylabel("training loss (mini-batch)")
+    left.legend()
+    diff = np.asarray(result["step_loss_diff"], dtype=float)
+    right.plot(steps, np.where(diff > 0, diff, np.nan), color=COLORS[2], lw=1.0)
+    right.set_yscale("log")
+    right.set_xlabel("training step")
+    right.set_ylabel("|loss difference|")
+    return fig

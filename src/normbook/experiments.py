@@ -1,0 +1,332 @@
+"""The experiments of the book's last chapter: runs over seeds and sweeps, summarized as tables.
+
+Every runner trains with :func:`normbook.train.train` on in-memory Fashion-MNIST subsets and returns pandas
+DataFrames, one row per (setting, seed, epoch) for curves or per (setting, seed) for sweeps, so the chapter can
+aggregate them into mean ± std tables with :func:`summarize`.
+
+- :func:`run_seeds` trains one configuration once per seed and returns its per-epoch history as a frame (E1).
+- :func:`lr_sweep`, :func:`init_sweep`, :func:`batch_size_sweep`: the final accuracy of each setting per seed
+  (E2, E3, E4).
+- :func:`compare_layers`: the same network from the same seed built from two layer libraries, step by step (E5).
+- :func:`recompute_bn_statistics`: replace BN running averages by population statistics of the training set.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterable, Optional, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import data, models
+from .config import device as default_device
+from .train import History, scaled_normal_init, train, xavier_init
+
+__all__ = [
+    "Data", "load", "lenet_model", "history_frame", "run_seeds", "final_rows", "summarize", "mean_std",
+    "lr_sweep", "init_sweep", "batch_size_sweep", "largest_trainable", "compare_layers",
+    "recompute_bn_statistics", "epoch_spread", "cpu_threads",
+]
+
+
+@contextlib.contextmanager
+def cpu_threads(n: Optional[int]):
+    """Run the block with ``torch.set_num_threads(n)`` (None: leave it), restoring the previous count after.
+
+    Tiny steps (a small CNN on 2 to 32 images) do too little work per operation to split over threads: the
+    threads spend longer synchronizing than computing, badly so when other processes share the cores."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class Data:
+    """Fixed train/test tensors for a set of runs; ``loaders(batch_size, seed)`` makes fresh in-memory loaders
+    over them whose shuffling order depends on ``seed`` only (the subset itself stays the same for every seed).
+
+    ``train_size`` / ``test_size``: a random subset (chosen with ``subset_seed``), None for the whole split.
+    """
+
+    def __init__(self, train_size: Optional[int] = None, test_size: Optional[int] = None, *, subset_seed: int = 0,
+                 device: torch.device | str | None = None, test_batch_size: int = 1000):
+        self.device = torch.device(device) if device is not None else default_device()
+        train_loader, test_loader = data.load_data(256, train_size=train_size, test_size=test_size,
+                                                   seed=subset_seed, device=self.device)
+        self.X, self.y = train_loader.X, train_loader.y
+        self.X_test, self.y_test = test_loader.X, test_loader.y
+        self.test_batch_size = test_batch_size
+
+    @property
+    def train_size(self) -> int:
+        return len(self.X)
+
+    @property
+    def test_size(self) -> int:
+        return len(self.X_test)
+
+    def loaders(self, batch_size: int, seed: int = 0, drop_last: bool = False):
+        """(train_loader, test_loader): batches (B, 1, 28, 28) / (B,) on this data's device."""
+        train_loader = data.TensorLoader(self.X, self.y, batch_size, shuffle=True, seed=seed, drop_last=drop_last)
+        test_loader = data.TensorLoader(self.X_test, self.y_test, self.test_batch_size)
+        return train_loader, test_loader
+
+
+def load(train_size: Optional[int] = None, test_size: Optional[int] = None, **kwargs) -> Data:
+    """Shorthand for :class:`Data`."""
+    return Data(train_size, test_size, **kwargs)
+
+
+def lenet_model(bn: bool, layers=None) -> nn.Module:
+    """d2l's sigmoid LeNet (``bn=False``) or its BatchNorm LeNet (``bn=True``, BN from ``layers``: the book's
+    ``normbook.nn`` by default, or ``torch.nn``)."""
+    if not bn:
+        return models.lenet()
+    if layers is None:
+        from . import nn as layers
+    return models.lenet(models.batch_norm(layers=layers))
+
+
+def history_frame(history: History, **labels) -> pd.DataFrame:
+    """One row per epoch: the labels given (e.g. model="BN", seed=0), then epoch, train_loss, train_acc,
+    test_acc, examples_per_sec."""
+    frame = pd.DataFrame({name: getattr(history, name) for name in History.FIELDS})
+    for i, (key, value) in enumerate(labels.items()):
+        frame.insert(i, key, value)
+    return frame
+
+
+def run_seeds(make_model: Callable[[], nn.Module], dataset: Data, *, seeds: Sequence[int], epochs: int, lr: float,
+              batch_size: int = 256, init: Optional[Callable] = xavier_init, optimizer: str = "sgd",
+              progress: bool = False, label: Optional[str] = None,
+              extra: Optional[Callable[[nn.Module, Iterable, Iterable], dict]] = None,
+              **train_kwargs) -> pd.DataFrame:
+    """Train ``make_model()`` once per seed (the seed fixes the initial weights and the batch order) and return
+    the per-epoch histories stacked: columns ``label`` (if given), ``seed``, epoch, train_loss, train_acc,
+    test_acc, examples_per_sec; ``len(seeds) * epochs`` rows.
+
+    ``extra(model, train_loader, test_loader) -> dict``, if given, runs on each trained model; its values become
+    columns (constant over that run's rows), e.g. the test accuracy after recomputing BN statistics."""
+    _check_seeds(seeds)
+    frames = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # the model's construction-time parameters (biases, BN) depend on the seed too
+        model = make_model()
+        train_loader, test_loader = dataset.loaders(batch_size, seed)
+        history = train(model, train_loader, test_loader, epochs=epochs, lr=lr, init=init, optimizer=optimizer,
+                        seed=seed, device=dataset.device, progress=progress,
+                        desc=f"{label or 'run'} seed {seed}", **train_kwargs)
+        labels = {"label": label} if label is not None else {}
+        frame = history_frame(history, **labels, seed=seed)
+        if extra is not None:
+            for key, value in extra(model, train_loader, test_loader).items():
+                frame[key] = value
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def final_rows(frame: pd.DataFrame, by: Sequence[str] = ("label", "seed")) -> pd.DataFrame:
+    """The last epoch of every run in a per-epoch frame (one row per combination of ``by``)."""
+    by = [c for c in by if c in frame.columns]
+    return frame.sort_values("epoch").groupby(by, sort=False).tail(1).reset_index(drop=True)
+
+
+def summarize(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("test_acc",)) -> pd.DataFrame:
+    """Mean, standard deviation (ddof=1, NaN for one run) and count over seeds of each metric, per group of
+    ``by``. Columns: ``by``..., then ``<metric>_mean``, ``<metric>_std`` for each metric, and ``runs``."""
+    grouped = frame.groupby(list(by), sort=False)
+    out = grouped[list(metrics)].agg(["mean", "std"])
+    out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
+    out["runs"] = grouped.size()
+    return out.reset_index()
+
+
+def mean_std(mean: float, std: float, digits: int = 3) -> str:
+    """``"0.812 ± 0.010"``; the std part is left out when it is NaN (a single run)."""
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def epoch_spread(frame: pd.DataFrame, metric: str = "test_acc", last: int = 5,
+                 by: Sequence[str] = ("label", "seed")) -> pd.DataFrame:
+    """How much ``metric`` moves from epoch to epoch late in training: per run, the standard deviation of the
+    metric over its last ``last`` epochs and the largest drop between consecutive epochs among them."""
+    by = [c for c in by if c in frame.columns]
+    rows = []
+    for key, run in frame.sort_values("epoch").groupby(by, sort=False):
+        values = run[metric].to_numpy()[-last:]
+        drops = values[:-1] - values[1:]
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), f"{metric}_epoch_std": float(values.std(ddof=1)) if len(values) > 1
+                     else float("nan"), "largest_drop": float(drops.max()) if len(drops) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _check_seeds(seeds: Sequence[int]) -> None:
+    if len(seeds) < 1:
+        raise ValueError("give at least one seed")
+
+
+def _sweep(values: Iterable, settings: dict, dataset: Data, *, column: str, seeds: Sequence[int], epochs: int,
+           progress: bool, run: Callable) -> pd.DataFrame:
+    """Train every (setting, value, seed); ``run(setting, value, seed)`` returns a History."""
+    _check_seeds(seeds)
+    values = list(values)
+    if not values:
+        raise ValueError(f"give at least one {column}")
+    jobs = [(name, value, seed) for name in settings for value in values for seed in seeds]
+    from tqdm.auto import tqdm
+    from .config import in_ci
+    rows = []
+    for name, value, seed in tqdm(jobs, desc=f"{column} sweep", unit="run", disable=(not progress) or in_ci()):
+        history = run(settings[name], value, seed)
+        final = history.final()
+        rows.append({"model": name, column: value, "seed": seed, "train_loss": final["train_loss"],
+                     "train_acc": final["train_acc"], "test_acc": final["test_acc"],
+                     "best_test_acc": max((a for a in history.test_acc if not math.isnan(a)), default=float("nan")),
+                     "diverged": history.diverged, "epochs": len(history)})
+    return pd.DataFrame(rows)
+
+
+def lr_sweep(models_: dict[str, Callable[[], nn.Module]], dataset: Data, lrs: Sequence[float], *,
+             seeds: Sequence[int] = (0,), epochs: int, batch_size: int = 256, init: Optional[Callable] = xavier_init,
+             progress: bool = False) -> pd.DataFrame:
+    """Final test accuracy for each model (name -> constructor) at each learning rate, per seed (E2).
+
+    Returns one row per (model, lr, seed): model, lr, seed, train_loss, train_acc, test_acc, best_test_acc,
+    diverged, epochs."""
+    def run(make_model, lr, seed):
+        torch.manual_seed(seed)
+        train_loader, test_loader = dataset.loaders(batch_size, seed)
+        return train(make_model(), train_loader, test_loader, epochs=epochs, lr=float(lr), init=init, seed=seed,
+                     device=dataset.device, progress=False)
+    return _sweep(lrs, models_, dataset, column="lr", seeds=seeds, epochs=epochs, progress=progress, run=run)
+
+
+def init_sweep(models_: dict[str, tuple[Callable[[], nn.Module], float]], dataset: Data, scales: Sequence[float], *,
+               seeds: Sequence[int] = (0,), epochs: int, batch_size: int = 256,
+               progress: bool = False) -> pd.DataFrame:
+    """Final test accuracy for each model (name -> (constructor, lr)) with every Linear/Conv weight drawn from
+    N(0, scale^2), biases zero, at each scale, per seed (E3; cs231n's weight-scale sweep).
+
+    Returns one row per (model, scale, seed), columns as :func:`lr_sweep` with ``scale`` for ``lr``."""
+    def run(setting, scale, seed):
+        make_model, lr = setting
+        torch.manual_seed(seed)
+        train_loader, test_loader = dataset.loaders(batch_size, seed)
+        return train(make_model(), train_loader, test_loader, epochs=epochs, lr=lr, init=scaled_normal_init(scale),
+                     seed=seed, device=dataset.device, progress=False)
+    return _sweep(scales, models_, dataset, column="scale", seeds=seeds, epochs=epochs, progress=progress, run=run)
+
+
+def batch_size_sweep(norms: dict[str, Callable], dataset: Data, batch_sizes: Sequence[int], *, base_lr: float,
+                     base_batch_size: int = 32, seeds: Sequence[int] = (0,), epochs: int, width: int = 16,
+                     optimizer: str = "momentum", threads: Optional[int] = 1,
+                     progress: bool = False) -> pd.DataFrame:
+    """Test error of ``small_cnn(norm)`` for each norm factory (name -> factory) at each batch size (E4).
+
+    The learning rate follows the linear scaling rule, ``lr = base_lr * B / base_batch_size`` (as in Wu & He
+    2018), and every batch size trains for the same number of epochs, so small batches take more, smaller steps.
+    The last incomplete batch is dropped, so no step normalizes over a single example. On a CPU the runs use
+    ``threads`` threads (one by default, see :func:`cpu_threads`; None keeps torch's setting).
+    Returns one row per (model, batch_size, seed) with the columns of :func:`lr_sweep` plus ``lr`` and
+    ``test_error`` (= 1 - test_acc).
+    """
+    for b in batch_sizes:
+        if not isinstance(b, int) or b < 2:
+            raise ValueError(f"batch sizes must be integers >= 2 (BatchNorm needs two examples), got {b!r}")
+
+    def run(norm, batch_size, seed):
+        torch.manual_seed(seed)
+        train_loader, test_loader = dataset.loaders(batch_size, seed, drop_last=True)
+        model = models.small_cnn(norm, width=width)
+        return train(model, train_loader, test_loader, epochs=epochs, lr=base_lr * batch_size / base_batch_size,
+                     optimizer=optimizer, seed=seed, device=dataset.device, progress=False)
+    with cpu_threads(threads if dataset.device.type == "cpu" else None):
+        frame = _sweep(batch_sizes, norms, dataset, column="batch_size", seeds=seeds, epochs=epochs,
+                       progress=progress, run=run)
+    frame.insert(2, "lr", base_lr * frame["batch_size"] / base_batch_size)
+    frame["test_error"] = 1.0 - frame["test_acc"]
+    return frame
+
+
+def largest_trainable(sweep: pd.DataFrame, column: str = "lr", threshold: float = 0.5) -> dict:
+    """Per model, the largest value of ``column`` at which every seed reached mean final test accuracy above
+    ``threshold`` (NaN if none did)."""
+    summary = summarize(sweep, by=["model", column])
+    out = {}
+    for name, group in summary.groupby("model", sort=False):
+        ok = group.loc[group["test_acc_mean"] > threshold, column]
+        out[name] = float(ok.max()) if len(ok) else float("nan")
+    return out
+
+
+def compare_layers(make_a: Callable[[], nn.Module], make_b: Callable[[], nn.Module], dataset: Data, *, seed: int,
+                   epochs: int, lr: float, batch_size: int = 256, init: Optional[Callable] = xavier_init) -> dict:
+    """Train two builds of the same architecture (e.g. from normbook.nn and from torch.nn) from the same seed:
+    the same initial weights (``b`` starts from ``a``'s state_dict), the same batches in the same order.
+
+    Returns ``{"a": History, "b": History, "max_loss_diff": max |loss_a - loss_b| over all steps,
+    "step_loss_diff": the per-step differences (list), "initial_param_diff": max difference of the initial
+    parameters (0.0 when the state_dicts match)}``."""
+    torch.manual_seed(seed)
+    model_a = make_a()
+    if init is not None:
+        torch.manual_seed(seed)
+        init(model_a)
+    model_b = make_b()
+    model_b.load_state_dict(model_a.state_dict())
+    initial = max((a - b).abs().max().item() for a, b in zip(model_a.state_dict().values(),
+                                                               model_b.state_dict().values())
+                  if a.is_floating_point())
+    histories = []
+    for model in (model_a, model_b):
+        train_loader, test_loader = dataset.loaders(batch_size, seed)
+        histories.append(train(model, train_loader, test_loader, epochs=epochs, lr=lr, init=None, seed=seed,
+                               device=dataset.device, progress=False))
+    a, b = histories
+    diffs = [abs(x - y) for x, y in zip(a.batch_loss, b.batch_loss)]
+    return {"a": a, "b": b, "max_loss_diff": max(diffs), "step_loss_diff": diffs, "initial_param_diff": initial}
+
+
+_BN_TYPES: tuple = (nn.modules.batchnorm._BatchNorm,)
+
+
+def _bn_layers(model: nn.Module) -> list:
+    from . import nn as nbnn
+    types = _BN_TYPES + tuple(getattr(nbnn, name) for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+                              if hasattr(nbnn, name))
+    return [m for m in model.modules() if isinstance(m, types) and getattr(m, "track_running_stats", False)]
+
+
+def recompute_bn_statistics(model: nn.Module, loader: Iterable, device: torch.device | str | None = None) -> int:
+    """Replace every BatchNorm layer's running averages by the statistics of the data in ``loader`` under the
+    current weights (a cumulative average over its batches, ``momentum=None``), as Ioffe & Szegedy prescribe for
+    inference. Weights are not changed; the model's train/eval mode and each layer's momentum are restored.
+    Returns the number of BN layers recomputed."""
+    layers = _bn_layers(model)
+    if not layers:
+        return 0
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    momenta = [m.momentum for m in layers]
+    try:
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        with torch.no_grad():
+            for X, _ in loader:
+                model(X.to(device))
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(layers)

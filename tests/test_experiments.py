@@ -1,0 +1,128 @@
+"""normbook.experiments and normbook.plot.training on tiny Fashion-MNIST subsets (seconds on a CPU)."""
+import math
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+
+import normbook.nn as nbnn
+from normbook import experiments as ex
+from normbook import models, plot
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread (and the suite may share its cores)."""
+    with ex.cpu_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return ex.load(train_size=512, test_size=256, device="cpu")
+
+
+@pytest.fixture
+def tiny_small(tiny):
+    """The first 128 training examples only."""
+    small = ex.load(train_size=512, test_size=256, device="cpu")
+    small.X, small.y = small.X[:128], small.y[:128]
+    return small
+
+
+def test_data_subset_is_fixed_and_loaders_shuffle_by_seed(tiny):
+    assert tiny.train_size == 512 and tiny.test_size == 256
+    a, _ = tiny.loaders(64, seed=0)
+    b, _ = tiny.loaders(64, seed=0)
+    c, _ = tiny.loaders(64, seed=1)
+    xa, xb, xc = next(iter(a))[0], next(iter(b))[0], next(iter(c))[0]
+    assert torch.equal(xa, xb) and not torch.equal(xa, xc)
+    assert xa.shape == (64, 1, 28, 28)
+
+
+def test_run_seeds_frame_and_summary(tiny):
+    frames = [ex.run_seeds(lambda: ex.lenet_model(bn), tiny, seeds=[0, 1], epochs=2, lr=1.0, label=name, batch_size=32,
+                           extra=lambda m, tr, te: {"n_params": sum(p.numel() for p in m.parameters())})
+              for bn, name in ((False, "plain"), (True, "BN"))]
+    frame = pd.concat(frames, ignore_index=True)
+    assert list(frame.columns[:3]) == ["label", "seed", "epoch"] and len(frame) == 2 * 2 * 2
+    assert {"train_loss", "train_acc", "test_acc", "examples_per_sec", "n_params"} <= set(frame.columns)
+    final = ex.final_rows(frame)
+    assert len(final) == 4 and (final["epoch"] == 2).all()
+    table = ex.summarize(final, by=["label"], metrics=["test_acc", "train_loss"])
+    assert list(table["label"]) == ["plain", "BN"] and (table["runs"] == 2).all()
+    bn = final[final.label == "BN"]["test_acc"]
+    assert table.set_index("label").loc["BN", "test_acc_mean"] == pytest.approx(bn.mean())
+    assert table.set_index("label").loc["BN", "test_acc_std"] == pytest.approx(bn.std(ddof=1))
+    # BN LeNet learns on 512 examples in 32 steps at lr 1.0 (chance is 0.1)
+    assert table.set_index("label").loc["BN", "test_acc_mean"] > 0.3
+    spread = ex.epoch_spread(frame, last=2)
+    assert len(spread) == 4 and spread["test_acc_epoch_std"].notna().all()
+    fig = plot.learning_curves(frame)
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 3
+
+
+def test_runs_repeat_exactly(tiny):
+    runs = [ex.run_seeds(lambda: ex.lenet_model(True), tiny, seeds=[5], epochs=1, lr=1.0) for _ in range(2)]
+    pd.testing.assert_frame_equal(runs[0].drop(columns="examples_per_sec"), runs[1].drop(columns="examples_per_sec"))
+
+
+def test_mean_std_format():
+    assert ex.mean_std(0.81234, 0.0101) == "0.812 ± 0.010"
+    assert ex.mean_std(0.5, float("nan")) == "0.500"
+
+
+def test_lr_and_init_sweeps(tiny):
+    makers = {"plain": lambda: ex.lenet_model(False), "BN": lambda: ex.lenet_model(True)}
+    sweep = ex.lr_sweep(makers, tiny, [0.1, 1.0], seeds=[0], epochs=1)
+    assert len(sweep) == 4 and set(sweep["lr"]) == {0.1, 1.0}
+    assert {"model", "lr", "seed", "test_acc", "diverged"} <= set(sweep.columns)
+    best = ex.largest_trainable(sweep, threshold=0.0)
+    assert best == {"plain": 1.0, "BN": 1.0}
+    assert math.isnan(ex.largest_trainable(sweep, threshold=1.1)["BN"])
+    assert len(plot.accuracy_vs_lr(sweep).axes) == 1
+    init = ex.init_sweep({"BN": (makers["BN"], 1.0)}, tiny, [1e-3, 1.0], seeds=[0], epochs=1)
+    assert list(init["scale"]) == [1e-3, 1.0] and init["test_acc"].between(0, 1).all()
+    assert len(plot.accuracy_vs_init_scale(init).axes) == 1
+
+
+def test_batch_size_sweep(tiny_small):
+    tiny = tiny_small
+    norms = {"BN": models.batch_norm(layers=nbnn), "GN": models.group_norm(4, layers=nbnn)}
+    torch.set_num_threads(2)
+    threads_before = torch.get_num_threads()
+    sweep = ex.batch_size_sweep(norms, tiny, [4, 64], base_lr=0.05, epochs=1, width=8)
+    assert len(sweep) == 4
+    assert sweep["lr"].tolist() == [0.05 * 4 / 32, 0.05 * 64 / 32] * 2
+    assert (sweep["test_error"] == 1 - sweep["test_acc"]).all()
+    assert len(plot.error_vs_batch_size(sweep).axes) == 1
+    assert torch.get_num_threads() == threads_before  # restored after the single-threaded sweep
+    with pytest.raises(ValueError, match="batch sizes"):
+        ex.batch_size_sweep(norms, tiny, [1], base_lr=0.05, epochs=1)
+
+
+def test_compare_layers_same_start_same_curve(tiny):
+    result = ex.compare_layers(lambda: ex.lenet_model(True, nbnn), lambda: ex.lenet_model(True, torch.nn), tiny,
+                               seed=0, epochs=1, lr=1.0)
+    assert result["initial_param_diff"] == 0.0
+    assert len(result["step_loss_diff"]) == len(result["a"].batch_loss) == 512 // 256
+    assert result["max_loss_diff"] < 1e-4
+    assert len(plot.loss_comparison(result).axes) == 2
+
+
+def test_recompute_bn_statistics(tiny):
+    model = ex.lenet_model(True, torch.nn)
+    train_loader, test_loader = tiny.loaders(128)
+    model.eval()
+    assert ex.recompute_bn_statistics(model, train_loader) == 4
+    assert not model.training
+    bn = model[1]
+    assert bn.momentum == 0.1 and bn.num_batches_tracked.item() == 4
+    # the running mean is now the mean of the per-batch means of the conv outputs
+    with torch.no_grad():
+        means = torch.stack([model[0](X).mean(dim=(0, 2, 3)) for X, _ in tiny.loaders(128)[0]])
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert ex.recompute_bn_statistics(models.lenet(), train_loader) == 0
+    nb = ex.lenet_model(True, nbnn)
+    assert ex.recompute_bn_statistics(nb, train_loader) == 4
