@@ -145,3 +145,10 @@ def test_time_forward_restores_mode():
     model.train()
     times = inf.time_forward({"m": model}, torch.randn(16, 4), repeats=2, number=2)
     assert times["m"] > 0 and model.training
+
+
+def test_time_forward_threads_restored():
+    threads = torch.get_num_threads()
+    model = _model()
+    times = inf.time_forward({"a": model, "b": model}, torch.randn(16, 4), repeats=2, number=2, num_threads=1)
+    assert set(times) == {"a", "b"} and torch.get_num_threads() == threads

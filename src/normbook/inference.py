@@ -214,9 +214,28 @@ def median_time(fn: Callable[[], object], repeats: int = 7, number: Optional[int
 
 
 def compare_times(fns: Dict[str, Callable[[], object]], repeats: int = 7, number: Optional[int] = None,
-                  device: Optional[torch.device] = None) -> Dict[str, float]:
-    """Median seconds per call of each function, measured in interleaved rounds (A, B, C, A, B, C, ...) so that
-    a machine that speeds up or slows down during the measurement affects all of them alike."""
+                  device: Optional[torch.device] = None, num_threads: Optional[int] = None) -> Dict[str, float]:
+    """Median seconds per call of each function, measured interleaved call by call (A, B, C, A, B, C, ...) so
+    that a machine that speeds up or slows down during the measurement (other programs, CPU frequency) affects
+    all of them alike. Each of the ``repeats`` runs makes ``number`` calls of every function (by default enough
+    for the slowest to take about 20 ms) and records their mean; the result is the median over the runs.
+
+    ``num_threads``: the number of CPU threads torch may use while timing (restored afterwards). One thread
+    measures the work itself and is far less disturbed by other programs competing for the cores than several
+    threads waiting for each other; it does not matter on a GPU.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _compare_times(fns, repeats, number, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare_times(fns, repeats, number, device):
     for fn in fns.values():  # warm up, and fix a common number of calls per run from the slowest function
         fn()
     if number is None:
@@ -224,14 +243,26 @@ def compare_times(fns: Dict[str, Callable[[], object]], repeats: int = 7, number
         number = max(1, math.ceil(0.02 / max(slowest, 1e-9)))
     runs: Dict[str, list] = {name: [] for name in fns}
     for _ in range(repeats):
-        for name, fn in fns.items():
-            runs[name].append(median_time(fn, repeats=1, number=number, warmup=0, device=device))
+        total = dict.fromkeys(fns, 0.0)
+        for _ in range(number):
+            for name, fn in fns.items():
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                total[name] += time.perf_counter() - start
+        for name in fns:
+            runs[name].append(total[name] / number)
     return {name: statistics.median(r) for name, r in runs.items()}
 
 
-def time_forward(models: Dict[str, nn.Module], X: Tensor, repeats: int = 7,
-                 number: Optional[int] = None) -> Dict[str, float]:
-    """Median seconds of one forward pass of each model on ``X`` (eval mode, no gradients), interleaved."""
+def time_forward(models: Dict[str, nn.Module], X: Tensor, repeats: int = 7, number: Optional[int] = None,
+                 num_threads: Optional[int] = None) -> Dict[str, float]:
+    """Median seconds of one forward pass of each model on ``X`` (eval mode, no gradients), interleaved call by
+    call (see :func:`compare_times`). Each model's train/eval mode is restored afterwards.
+
+    ``num_threads``: as in :func:`compare_times`.
+    """
     device = X.device
 
     def forward(m: nn.Module) -> Callable[[], object]:
@@ -245,7 +276,7 @@ def time_forward(models: Dict[str, nn.Module], X: Tensor, repeats: int = 7,
         m.eval()
     try:
         return compare_times({name: forward(m) for name, m in models.items()}, repeats=repeats, number=number,
-                             device=device)
+                             device=device, num_threads=num_threads)
     finally:
         for name, m in models.items():
             m.train(modes[name])
