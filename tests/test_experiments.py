@@ -126,3 +126,14 @@ def test_recompute_bn_statistics(tiny):
     assert ex.recompute_bn_statistics(models.lenet(), train_loader) == 0
     nb = ex.lenet_model(True, nbnn)
     assert ex.recompute_bn_statistics(nb, train_loader) == 4
+
+
+def test_recomputed_stats_hook_leaves_the_model_alone(tiny):
+    model = ex.lenet_model(True, torch.nn)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hook = ex.recomputed_stats_accuracy(tiny, size=256, batch_size=128)
+    out = hook(model, 1)
+    assert set(out) == {"test_acc_recomputed"} and 0 <= out["test_acc_recomputed"] <= 1
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    frame = ex.run_seeds(lambda: ex.lenet_model(True), tiny, seeds=[0], epochs=2, lr=1.0, on_epoch_end=hook)
+    assert frame["test_acc_recomputed"].notna().all() and len(frame) == 2

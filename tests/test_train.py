@@ -119,3 +119,16 @@ def test_other_optimizers_and_no_test_loader():
         history = train(mlp(), train_loader, None, epochs=1, lr=0.01, optimizer=name, device="cpu",
                         progress=False)
         assert math.isnan(history.test_acc[0]) and math.isfinite(history.train_loss[0])
+
+
+def test_on_epoch_end_values_are_recorded():
+    train_loader, test_loader = loaders()
+    calls = []
+
+    def hook(model, epoch):
+        calls.append((epoch, model.training))
+        return {"double_epoch": 2 * epoch}
+    history = train(mlp(), train_loader, test_loader, epochs=3, lr=0.1, device="cpu", progress=False,
+                    on_epoch_end=hook)
+    assert calls == [(1, True), (2, True), (3, True)]
+    assert history.extra == {"double_epoch": [2, 4, 6]} and history.as_dict()["extra"] == history.extra

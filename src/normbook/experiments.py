@@ -27,7 +27,7 @@ from .train import History, scaled_normal_init, train, xavier_init
 __all__ = [
     "Data", "load", "lenet_model", "history_frame", "run_seeds", "final_rows", "summarize", "mean_std",
     "lr_sweep", "init_sweep", "batch_size_sweep", "largest_trainable", "compare_layers",
-    "recompute_bn_statistics", "epoch_spread", "cpu_threads",
+    "recompute_bn_statistics", "epoch_spread", "cpu_threads", "recomputed_stats_accuracy",
 ]
 
 
@@ -51,16 +51,25 @@ class Data:
     over them whose shuffling order depends on ``seed`` only (the subset itself stays the same for every seed).
 
     ``train_size`` / ``test_size``: a random subset (chosen with ``subset_seed``), None for the whole split.
+    ``threads``: on a CPU, the runners train with this many threads (see :func:`cpu_threads`; None keeps torch's
+    setting). One is the default: LeNet-sized steps gain little from a second thread and lose much when other
+    processes share the cores.
     """
 
     def __init__(self, train_size: Optional[int] = None, test_size: Optional[int] = None, *, subset_seed: int = 0,
-                 device: torch.device | str | None = None, test_batch_size: int = 1000):
+                 device: torch.device | str | None = None, test_batch_size: int = 1000,
+                 threads: Optional[int] = 1):
         self.device = torch.device(device) if device is not None else default_device()
         train_loader, test_loader = data.load_data(256, train_size=train_size, test_size=test_size,
                                                    seed=subset_seed, device=self.device)
         self.X, self.y = train_loader.X, train_loader.y
         self.X_test, self.y_test = test_loader.X, test_loader.y
         self.test_batch_size = test_batch_size
+        self.threads = threads
+
+    def threads_context(self):
+        """:func:`cpu_threads` with this data's thread count on a CPU; no change on a GPU."""
+        return cpu_threads(self.threads if self.device.type == "cpu" else None)
 
     @property
     def train_size(self) -> int:
@@ -94,8 +103,10 @@ def lenet_model(bn: bool, layers=None) -> nn.Module:
 
 def history_frame(history: History, **labels) -> pd.DataFrame:
     """One row per epoch: the labels given (e.g. model="BN", seed=0), then epoch, train_loss, train_acc,
-    test_acc, examples_per_sec."""
+    test_acc, examples_per_sec, then one column per entry of ``history.extra``."""
     frame = pd.DataFrame({name: getattr(history, name) for name in History.FIELDS})
+    for name, values in history.extra.items():
+        frame[name] = values
     for i, (key, value) in enumerate(labels.items()):
         frame.insert(i, key, value)
     return frame
@@ -113,6 +124,13 @@ def run_seeds(make_model: Callable[[], nn.Module], dataset: Data, *, seeds: Sequ
     ``extra(model, train_loader, test_loader) -> dict``, if given, runs on each trained model; its values become
     columns (constant over that run's rows), e.g. the test accuracy after recomputing BN statistics."""
     _check_seeds(seeds)
+    with dataset.threads_context():
+        return _run_seeds(make_model, dataset, seeds, epochs, lr, batch_size, init, optimizer, progress, label,
+                          extra, train_kwargs)
+
+
+def _run_seeds(make_model, dataset, seeds, epochs, lr, batch_size, init, optimizer, progress, label, extra,
+               train_kwargs):
     frames = []
     for seed in seeds:
         torch.manual_seed(seed)  # the model's construction-time parameters (biases, BN) depend on the seed too
@@ -185,7 +203,8 @@ def _sweep(values: Iterable, settings: dict, dataset: Data, *, column: str, seed
     from .config import in_ci
     rows = []
     for name, value, seed in tqdm(jobs, desc=f"{column} sweep", unit="run", disable=(not progress) or in_ci()):
-        history = run(settings[name], value, seed)
+        with dataset.threads_context():
+            history = run(settings[name], value, seed)
         final = history.final()
         rows.append({"model": name, column: value, "seed": seed, "train_loss": final["train_loss"],
                      "train_acc": final["train_acc"], "test_acc": final["test_acc"],
@@ -227,14 +246,12 @@ def init_sweep(models_: dict[str, tuple[Callable[[], nn.Module], float]], datase
 
 def batch_size_sweep(norms: dict[str, Callable], dataset: Data, batch_sizes: Sequence[int], *, base_lr: float,
                      base_batch_size: int = 32, seeds: Sequence[int] = (0,), epochs: int, width: int = 16,
-                     optimizer: str = "momentum", threads: Optional[int] = 1,
-                     progress: bool = False) -> pd.DataFrame:
+                     optimizer: str = "momentum", progress: bool = False) -> pd.DataFrame:
     """Test error of ``small_cnn(norm)`` for each norm factory (name -> factory) at each batch size (E4).
 
     The learning rate follows the linear scaling rule, ``lr = base_lr * B / base_batch_size`` (as in Wu & He
     2018), and every batch size trains for the same number of epochs, so small batches take more, smaller steps.
-    The last incomplete batch is dropped, so no step normalizes over a single example. On a CPU the runs use
-    ``threads`` threads (one by default, see :func:`cpu_threads`; None keeps torch's setting).
+    The last incomplete batch is dropped, so no step normalizes over a single example.
     Returns one row per (model, batch_size, seed) with the columns of :func:`lr_sweep` plus ``lr`` and
     ``test_error`` (= 1 - test_acc).
     """
@@ -248,9 +265,8 @@ def batch_size_sweep(norms: dict[str, Callable], dataset: Data, batch_sizes: Seq
         model = models.small_cnn(norm, width=width)
         return train(model, train_loader, test_loader, epochs=epochs, lr=base_lr * batch_size / base_batch_size,
                      optimizer=optimizer, seed=seed, device=dataset.device, progress=False)
-    with cpu_threads(threads if dataset.device.type == "cpu" else None):
-        frame = _sweep(batch_sizes, norms, dataset, column="batch_size", seeds=seeds, epochs=epochs,
-                       progress=progress, run=run)
+    frame = _sweep(batch_sizes, norms, dataset, column="batch_size", seeds=seeds, epochs=epochs,
+                   progress=progress, run=run)
     frame.insert(2, "lr", base_lr * frame["batch_size"] / base_batch_size)
     frame["test_error"] = 1.0 - frame["test_acc"]
     return frame
@@ -288,8 +304,9 @@ def compare_layers(make_a: Callable[[], nn.Module], make_b: Callable[[], nn.Modu
     histories = []
     for model in (model_a, model_b):
         train_loader, test_loader = dataset.loaders(batch_size, seed)
-        histories.append(train(model, train_loader, test_loader, epochs=epochs, lr=lr, init=None, seed=seed,
-                               device=dataset.device, progress=False))
+        with dataset.threads_context():
+            histories.append(train(model, train_loader, test_loader, epochs=epochs, lr=lr, init=None, seed=seed,
+                                   device=dataset.device, progress=False))
     a, b = histories
     diffs = [abs(x - y) for x, y in zip(a.batch_loss, b.batch_loss)]
     return {"a": a, "b": b, "max_loss_diff": max(diffs), "step_loss_diff": diffs, "initial_param_diff": initial}
@@ -330,3 +347,21 @@ def recompute_bn_statistics(model: nn.Module, loader: Iterable, device: torch.de
             m.momentum = momentum
         model.train(was_training)
     return len(layers)
+
+
+def recomputed_stats_accuracy(dataset: Data, size: int = 10000, batch_size: int = 1000,
+                              name: str = "test_acc_recomputed") -> Callable[[nn.Module, int], dict]:
+    """An ``on_epoch_end`` hook for :func:`normbook.train.train`: the test accuracy of a copy of the model whose
+    BN running averages are replaced by statistics of the first ``size`` training examples under the current
+    weights (:func:`recompute_bn_statistics`). The model being trained is not touched. Returns ``{name: acc}``."""
+    import copy
+
+    from .train import evaluate
+    X, y = dataset.X[:size], dataset.y[:size]
+
+    def hook(model: nn.Module, epoch: int) -> dict:
+        twin = copy.deepcopy(model)
+        recompute_bn_statistics(twin, data.TensorLoader(X, y, batch_size))
+        _, test_loader = dataset.loaders(batch_size)
+        return {name: evaluate(twin, test_loader)}
+    return hook

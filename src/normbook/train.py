@@ -35,7 +35,8 @@ class History:
     - ``train_acc``: fraction of those examples classified correctly as they were seen;
     - ``test_acc``: accuracy on the test loader after the epoch, in eval mode;
     - ``examples_per_sec``: training examples per second of that epoch's training steps (evaluation excluded);
-    - ``batch_loss``: the loss of every training step, in order (``epochs * len(train_loader)`` values).
+    - ``batch_loss``: the loss of every training step, in order (``epochs * len(train_loader)`` values);
+    - ``extra``: name -> per-epoch list of whatever ``train(..., on_epoch_end=...)`` returned.
     """
     epoch: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
@@ -44,6 +45,7 @@ class History:
     examples_per_sec: list = field(default_factory=list)
     batch_loss: list = field(default_factory=list)
     diverged: bool = False
+    extra: dict = field(default_factory=dict)
 
     FIELDS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_sec")
 
@@ -132,7 +134,8 @@ def _sync(dev: torch.device) -> None:
 def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterable], *, epochs: int, lr: float,
           optimizer: str = "sgd", weight_decay: float = 0.0, device: Union[torch.device, str, None] = None,
           init: Optional[Callable[[nn.Module], object]] = None, seed: Optional[int] = 0, progress: bool = True,
-          desc: str = "train", stop_on_divergence: bool = True) -> History:
+          desc: str = "train", stop_on_divergence: bool = True,
+          on_epoch_end: Optional[Callable[[nn.Module, int], dict]] = None) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` passes over ``train_loader``; return a :class:`History`.
 
     - ``model`` maps X (B, ...) to logits (B, num_classes); ``train_loader`` yields ``(X, y)`` with y (B,) int64
@@ -146,6 +149,8 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
     - ``progress``: a tqdm bar over the epochs showing loss and accuracies; off when False or when ``CI`` is set.
     - ``stop_on_divergence``: when the loss becomes NaN or infinite, mark ``history.diverged`` and fill the
       remaining epochs with NaN loss and the last test accuracy (chance level, typically) instead of training on.
+    - ``on_epoch_end(model, epoch) -> dict``: called after each epoch's evaluation (leave the model as found);
+      its values are appended to ``history.extra[name]`` (NaN for epochs skipped after divergence).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -170,6 +175,8 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
     for epoch in bar:
         if history.diverged:
             _record(history, epoch, float("nan"), float("nan"), history.test_acc[-1], float("nan"), [])
+            for values in history.extra.values():
+                values.append(float("nan"))
             continue
         model.train()
         loss_sum = torch.zeros((), device=dev)
@@ -202,6 +209,9 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
         test_acc = evaluate(model, test_loader, dev) if test_loader is not None else float("nan")
         _record(history, epoch, train_loss, correct.item() / seen, test_acc, seen / max(elapsed, 1e-12),
                 batch_loss)
+        if on_epoch_end is not None:
+            for key, value in (on_epoch_end(model, epoch) or {}).items():
+                history.extra.setdefault(key, [float("nan")] * (epoch - 1)).append(value)
         bar.set_postfix(loss=f"{train_loss:.3f}", train_acc=f"{history.train_acc[-1]:.3f}",
                         test_acc=f"{test_acc:.3f}")
     bar.close()
