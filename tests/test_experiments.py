@@ -59,6 +59,9 @@ def test_run_seeds_frame_and_summary(tiny):
     assert table.set_index("label").loc["BN", "test_acc_mean"] > 0.3
     spread = ex.epoch_spread(frame, last=2)
     assert len(spread) == 4 and spread["test_acc_epoch_std"].notna().all()
+    manual = pd.DataFrame({"seed": 0, "epoch": [1, 2, 3, 4], "acc": [0.5, 0.3, 0.6, 0.55]})
+    row = ex.epoch_spread(manual, "acc", last=4).iloc[0]
+    assert row["largest_drop"] == pytest.approx(0.2) and row["total_drop"] == pytest.approx(0.25)
     fig = plot.learning_curves(frame)
     assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 3
 
@@ -137,3 +140,5 @@ def test_recomputed_stats_hook_leaves_the_model_alone(tiny):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     frame = ex.run_seeds(lambda: ex.lenet_model(True), tiny, seeds=[0], epochs=2, lr=1.0, on_epoch_end=hook)
     assert frame["test_acc_recomputed"].notna().all() and len(frame) == 2
+    fig = plot.per_seed_curves(frame, ["test_acc", "test_acc_recomputed"], ["running", "recomputed"])
+    assert len(fig.axes[0].lines) == 2

@@ -151,7 +151,7 @@ def _run_seeds(make_model, dataset, seeds, epochs, lr, batch_size, init, optimiz
 def final_rows(frame: pd.DataFrame, by: Sequence[str] = ("label", "seed")) -> pd.DataFrame:
     """The last epoch of every run in a per-epoch frame (one row per combination of ``by``)."""
     by = [c for c in by if c in frame.columns]
-    return frame.sort_values("epoch").groupby(by, sort=False).tail(1).reset_index(drop=True)
+    return frame.groupby(by, sort=False).tail(1).reset_index(drop=True)  # rows are in epoch order per run
 
 
 def summarize(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("test_acc",)) -> pd.DataFrame:
@@ -173,8 +173,10 @@ def mean_std(mean: float, std: float, digits: int = 3) -> str:
 
 def epoch_spread(frame: pd.DataFrame, metric: str = "test_acc", last: int = 5,
                  by: Sequence[str] = ("label", "seed")) -> pd.DataFrame:
-    """How much ``metric`` moves from epoch to epoch late in training: per run, the standard deviation of the
-    metric over its last ``last`` epochs and the largest drop between consecutive epochs among them."""
+    """How much ``metric`` moves from epoch to epoch: per run, over its last ``last`` epochs, the standard
+    deviation of the metric (``<metric>_epoch_std``, which includes any trend), the largest drop between two
+    consecutive epochs (``largest_drop``, 0 if it never falls) and the sum of all drops (``total_drop``: how much
+    the metric lost in the epochs in which it fell)."""
     by = [c for c in by if c in frame.columns]
     rows = []
     for key, run in frame.sort_values("epoch").groupby(by, sort=False):
@@ -182,7 +184,9 @@ def epoch_spread(frame: pd.DataFrame, metric: str = "test_acc", last: int = 5,
         drops = values[:-1] - values[1:]
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), f"{metric}_epoch_std": float(values.std(ddof=1)) if len(values) > 1
-                     else float("nan"), "largest_drop": float(drops.max()) if len(drops) else float("nan")})
+                     else float("nan"),
+                     "largest_drop": float(max(drops.max(), 0.0)) if len(drops) else float("nan"),
+                     "total_drop": float(drops[drops > 0].sum()) if len(drops) else float("nan")})
     return pd.DataFrame(rows)
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from .common import COLORS, new_figure
 
-__all__ = ["learning_curves", "sweep_curve", "accuracy_vs_lr", "accuracy_vs_init_scale", "error_vs_batch_size",
+__all__ = ["learning_curves", "per_seed_curves", "sweep_curve", "accuracy_vs_lr", "accuracy_vs_init_scale", "error_vs_batch_size",
            "loss_comparison"]
 
 _LABELS = {"train_loss": "training loss", "train_acc": "training accuracy", "test_acc": "test accuracy",
@@ -40,7 +41,28 @@ def learning_curves(frame, metrics: Sequence[str] = ("train_loss", "train_acc", 
                   f"{name} ({len(table)} seeds)", marker="o")
         ax.set_xlabel("epoch")
         ax.set_ylabel(_LABELS.get(metric, metric))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].legend()
+    return fig
+
+
+def per_seed_curves(frame, metrics: Sequence[str], labels: Sequence[str], *, ylabel: str = "test accuracy",
+                    title: Optional[str] = None, width: float = 6.4, height: float = 3.8):
+    """Every seed's curve of each metric against the epoch (one colour per seed, one line style per metric):
+    for telling apart what moves from epoch to epoch in every run from what differs between runs.
+    ``frame``: per-epoch rows with columns seed, epoch and the metrics; ``labels``: one legend text per metric."""
+    fig, ax = new_figure(1, 1, width, height)
+    styles = ["-", "--", ":", "-."]
+    for i, (seed, run) in enumerate(frame.sort_values("epoch").groupby("seed", sort=True)):
+        for j, (metric, label) in enumerate(zip(metrics, labels)):
+            ax.plot(run["epoch"], run[metric], color=COLORS[i % len(COLORS)], ls=styles[j % len(styles)],
+                    marker="o", ms=3, lw=1.5, label=f"{label}, seed {seed}")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small", ncol=2)
     return fig
 
 
