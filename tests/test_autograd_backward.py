@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import normbook.autograd as A
@@ -73,6 +73,13 @@ def test_gradcheck_layer_norm_closed_form_without_leading_dims():
 # ---------------------------------------------------------------------------------------------------------------
 # closed form == autograd
 # ---------------------------------------------------------------------------------------------------------------
+def _assume_well_conditioned(x, dims):
+    """Skip examples in which some group of values is nearly constant (two close values, say). There x - mean
+    loses most of its float32 digits and 1/sqrt(var + eps) amplifies the loss, so any two correct float32
+    implementations disagree in the 4th digit; test_precision covers tiny variances against a float64 oracle."""
+    assume(x.double().var(dim=dims, unbiased=False).min().item() > 1e-2)
+
+
 @st.composite
 def bn_case(draw):
     n, c = draw(st.integers(2, 8)), draw(st.integers(1, 6))
@@ -88,6 +95,7 @@ def test_batch_norm_closed_form_equals_autograd(device, case):
     shape, training, has_w, has_b, dtype = case
     c = shape[1]
     x = torch.randn(shape, device=device, dtype=dtype) * 3 + 2
+    _assume_well_conditioned(x, dims=[d for d in range(x.dim()) if d != 1])
     w = torch.rand(c, device=device, dtype=dtype) + 0.5 if has_w else None
     b = torch.randn(c, device=device, dtype=dtype) if has_b else None
     g = torch.randn(shape, device=device, dtype=dtype)
@@ -127,6 +135,7 @@ def ln_case(draw):
 def test_layer_norm_closed_form_equals_autograd(device, case):
     shape, normalized, has_w, has_b, dtype = case
     x = torch.randn(shape, device=device, dtype=dtype) * 3 + 2
+    _assume_well_conditioned(x, dims=list(range(-len(normalized), 0)))
     w = torch.rand(normalized, device=device, dtype=dtype) + 0.5 if has_w else None
     b = torch.randn(normalized, device=device, dtype=dtype) if has_b else None
     g = torch.randn(shape, device=device, dtype=dtype)

@@ -10,7 +10,17 @@ from torch import nn
 import normbook
 import normbook.nn as nbnn
 from normbook.models import batch_norm, lenet, small_cnn
-from _layer_helpers import DEVICES, randomize_
+from _layer_helpers import DEVICES, randomize_, torch_takes
+
+
+def torch_nn_bn1d_without_bias(num_features):
+    """torch's BatchNorm1d with a weight and no bias (bias=False on a torch that has it; else the bias removed)."""
+    if torch_takes("BatchNorm1d", "bias"):
+        return nn.BatchNorm1d(num_features, bias=False)
+    bn = nn.BatchNorm1d(num_features)
+    bn.bias = None
+    return bn
+
 
 BN_TYPES = (nbnn.BatchNorm1d, nbnn.BatchNorm2d, nbnn.BatchNorm3d, nn.modules.batchnorm._BatchNorm)
 FOLDABLE_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -81,7 +91,7 @@ def test_fold_nested_mixed_and_leftovers():
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Sequential(nn.Conv1d(3, 4, 3, bias=True), nbnn.BatchNorm1d(4, affine=False), nn.ReLU()),
-        nn.Sequential(nn.Conv1d(4, 6, 3, groups=2), nn.BatchNorm1d(6, bias=False)),
+        nn.Sequential(nn.Conv1d(4, 6, 3, groups=2), torch_nn_bn1d_without_bias(6)),
         nn.ReLU(),
         nbnn.BatchNorm1d(6),                                 # follows a ReLU: stays
         nn.Conv1d(6, 6, 1, bias=False),
