@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 CUDA = torch.cuda.is_available()
 
@@ -69,8 +70,9 @@ def randomize_(module: torch.nn.Module, generator: torch.Generator = None) -> to
 # ---------------------------------------------------------------------------------------------------------------
 REFERENCE_TORCH = (2, 14)
 TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+OLDER_TORCH = TORCH_VERSION < REFERENCE_TORCH
 requires_reference_torch = pytest.mark.skipif(
-    TORCH_VERSION < REFERENCE_TORCH,
+    OLDER_TORCH,
     reason=f"checks torch {REFERENCE_TORCH[0]}.{REFERENCE_TORCH[1]}'s exact API; this is torch {torch.__version__}")
 
 
@@ -92,5 +94,4 @@ def torch_nn(name: str, *args, **kwargs) -> torch.nn.Module:
 
 def bias_flags(name: str):
     """Hypothesis strategy for ``bias=``: both values where torch has the argument, True alone where it has not."""
-    from hypothesis import strategies as st
     return st.booleans() if torch_takes(name, "bias") else st.just(True)

@@ -3,6 +3,7 @@ import zlib
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")  # no display in tests
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -12,6 +13,5 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 def _seed_torch(request):
     """Seed torch from the test's id: tensors drawn with torch.randn inside a test are the same on every run,
     so a failure can be reproduced (hypothesis seeds python's random and numpy, not torch)."""
-    import torch
     torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
     yield

@@ -12,7 +12,7 @@ import torch.nn.functional as TF
 import normbook.autograd as A
 import normbook.functional as F
 import normbook.nn as nbnn
-from _layer_helpers import REFERENCE_TORCH, TORCH_VERSION
+from _layer_helpers import OLDER_TORCH
 
 
 def _raise(fn, required=True):
@@ -111,9 +111,9 @@ FUNCTIONAL_SAME_AS_TORCH = [
 @pytest.mark.parametrize("case", FUNCTIONAL_SAME_AS_TORCH, ids=[c[0] for c in FUNCTIONAL_SAME_AS_TORCH])
 def test_functional_same_message_as_torch(case):
     _, call, exc, message = case
-    ours, theirs = _raise(lambda: call(F)), _raise(lambda: call(TF), required=TORCH_VERSION >= REFERENCE_TORCH)
+    ours, theirs = _raise(lambda: call(F)), _raise(lambda: call(TF), required=not OLDER_TORCH)
     assert type(ours) is exc and str(ours) == message
-    if TORCH_VERSION < REFERENCE_TORCH and (theirs is None or str(theirs) != message):
+    if OLDER_TORCH and (theirs is None or str(theirs) != message):
         pytest.skip(f"torch {torch.__version__} predates this check or words it differently")
     assert isinstance(theirs, exc) and str(theirs) == message
 

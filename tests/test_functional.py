@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import normbook.functional as F
-from _layer_helpers import DEVICES, HYPOTHESIS, REFERENCE_TORCH, TORCH_VERSION, close, grad_close
+from _layer_helpers import DEVICES, HYPOTHESIS, OLDER_TORCH, close, grad_close
 
 
 def _leaves(tensors, device=None):
@@ -123,7 +123,7 @@ def test_group_norm_matches_torch(device, data):
 def _torch_group_norm(x, num_groups, weight, bias, eps):
     """torch's group_norm; torch 2.11's backward fails ("tensor does not have a device") for a bias without a
     weight, so an older torch gets the equivalent weight of ones there."""
-    if weight is None and bias is not None and TORCH_VERSION < REFERENCE_TORCH:
+    if weight is None and bias is not None and OLDER_TORCH:
         weight = torch.ones_like(bias)
     return TF.group_norm(x, num_groups, weight, bias, eps)
 
