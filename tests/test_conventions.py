@@ -1,0 +1,30 @@
+"""Every chapter follows the notebook conventions of CONTRIBUTING.md (checked by tools/nbconventions.py)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("nbconventions", ROOT / "tools" / "nbconventions.py")
+nbconventions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(nbconventions)
+
+
+@pytest.mark.parametrize("path", nbconventions.chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapter_follows_conventions(path):
+    problems = nbconventions.problems(json.loads(path.read_text()))
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def test_fix_tags_glue_cells_and_check_comments():
+    cell = lambda src: {"cell_type": "code", "metadata": {}, "outputs": [], "source": src}  # noqa: E731
+    nb = {"cells": [cell("# NBVAL_CHECK_OUTPUT\nprint(1)"), cell("x = 2\nglue('x', x)"),
+                    cell("glue('fig_a', fig, display=False)")]}
+    assert len(nbconventions.problems(nb)) == 4  # comment, mixed cell, untagged glue cell, figure display
+    nbconventions.fix(nb)
+    assert nbconventions.problems(nb) == []
+    assert nb["cells"][0]["metadata"]["tags"] == ["nbval-check-output"] and "NBVAL" not in nb["cells"][0]["source"]
+    assert nb["cells"][1]["source"] == "x = 2" and nb["cells"][2]["metadata"]["tags"] == ["remove-cell"]
+    assert nb["cells"][3]["metadata"]["tags"] == ["remove-cell"]
+    assert "display=True" in nb["cells"][3]["source"]
