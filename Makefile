@@ -46,7 +46,7 @@ unit: data
 	$(PY) -m pytest tests/ -q -p no:cacheprovider
 
 nbval: data
-	NORMBOOK_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env chapters/ -q -p no:cacheprovider
+	NORMBOOK_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env chapters/[0-9][0-9]_*.ipynb -q -p no:cacheprovider
 
 book-fast: data
 	NORMBOOK_FAST=1 $(JB) build . --all -W -n --keep-going --path-output _build/fast

@@ -144,6 +144,26 @@ def test_error_lists_every_way_to_get_the_data(isolated):
     assert isinstance(info.value, FileNotFoundError)
 
 
+def test_error_outside_a_checkout_offers_no_repository_remedies(isolated, monkeypatch):
+    monkeypatch.setattr(data, "_repo_root", lambda: None)   # normbook installed with `pip install .`
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.find_fashion_mnist()
+    message = str(info.value)
+    assert "make data" not in message and "repository" not in message
+    assert "NORMBOOK_DATA" in message and "torchvision" in message
+
+
+def test_error_in_colab_names_the_runtime_and_no_apt_or_make(isolated, monkeypatch):
+    from normbook import config
+    monkeypatch.setattr(data, "_repo_root", lambda: None)
+    monkeypatch.setattr(config, "in_colab", lambda: True)
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.find_fashion_mnist()
+    message = str(info.value)
+    assert "Reconnect" in message and "torchvision" in message
+    assert "apt-get" not in message and "make data" not in message
+
+
 def test_no_download_when_disallowed(isolated):
     with pytest.raises(data.DataNotFoundError) as info:
         data.find_fashion_mnist(download=False)

@@ -108,19 +108,29 @@ def _complete(folder: Path) -> bool:
 
 
 def _not_found_message(tried: Sequence[tuple[str, Path]], download_error: Optional[BaseException]) -> str:
+    """The error text: where normbook looked, then only the remedies that apply where it runs now."""
+    from .config import in_colab
     names = ", ".join(base + "[.gz]" for pair in FILES.values() for base in pair)
     lines = [f"Fashion-MNIST was not found. normbook looks for the four IDX files ({names}) in:"]
     lines += [f"  - {where}: {path}" for where, path in tried]
-    lines += [
-        "Any one of these ways makes the data available:",
-        "  1. set NORMBOOK_DATA to a folder that holds the four files (gzipped or not);",
-        "  2. copy them into the repository's data/fashion-mnist/ folder (`make data` does it when 3. is installed);",
-        "  3. on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/fashion-mnist);",
-        "  4. connect to the internet and install torchvision: normbook then downloads the set with "
-        "torchvision.datasets.FashionMNIST.",
-    ]
+    if in_colab():
+        # Colab has internet unless the runtime was disconnected: the download is the only sensible way there.
+        ways = ["normbook downloads the set with torchvision.datasets.FashionMNIST; check that the runtime is "
+                "connected (Runtime > Reconnect) and that `import torchvision` works, then run the cell again;",
+                "or upload the four files and set os.environ['NORMBOOK_DATA'] to their folder."]
+    else:
+        ways = ["set NORMBOOK_DATA to a folder that holds the four files (gzipped or not);"]
+        if _repo_root() is not None:  # only a checkout has a data/ cache and a Makefile
+            ways.append("copy them into the repository's data/fashion-mnist/ folder (`make data` does it when "
+                        "the Debian package below is installed);")
+        if Path("/etc/debian_version").exists():
+            ways.append("`sudo apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/fashion-mnist);")
+        ways.append("connect to the internet with torchvision installed: normbook then downloads the set with "
+                    "torchvision.datasets.FashionMNIST.")
+    lines.append("Any one of these ways makes the data available:")
+    lines += [f"  {i}. {way}" for i, way in enumerate(ways, 1)]
     if download_error is not None:
-        lines.append(f"The download (4.) failed with: {type(download_error).__name__}: {download_error}")
+        lines.append(f"The download failed with: {type(download_error).__name__}: {download_error}")
     return "\n".join(lines)
 
 
