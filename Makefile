@@ -14,7 +14,7 @@ REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16
 STAMP    := $(VENV)/.installed-$(REQ_HASH)
 D2L      := d2l==1.0.3
 
-.PHONY: help setup data book test unit nbval book-fast clean clean-all
+.PHONY: help setup data book test unit nbval book-fast clean clean-all binder-check
 
 help:
 	@echo "make book   build the book (full mode) into _build/html/index.html"
@@ -59,3 +59,7 @@ clean:
 
 clean-all: clean
 	rm -rf $(VENV) data
+
+# Binder builds from binder/ (the same requirements.txt, then d2l and normbook): install it into a fresh venv.
+binder-check:
+	bash tools/check_binder.sh
