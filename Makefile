@@ -1,6 +1,8 @@
 # normbook: two targets do everything.
-#   make book   set up .venv and the data, then build the HTML book (every chapter executed in full) into _build/html
-#   make test   the same set-up, then unit tests, nbval over every chapter (FAST mode), a strict fast book build
+#   make book   set up .venv and the data, then build the HTML book (every chapter executed in full) into _build/html;
+#               executions are cached, so a second build re-executes only the chapters whose code changed
+#   make test   the same set-up, then unit tests, nbval over every chapter (FAST mode), a strict fast book build,
+#               the browser test of that site, and the Colab/student editions executed in FAST mode
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -14,11 +16,17 @@ REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16
 STAMP    := $(VENV)/.installed-$(REQ_HASH)
 D2L      := d2l==1.0.3
 
-.PHONY: help setup data book test unit nbval book-fast clean clean-all binder-check
+.PHONY: help setup data book book-force test unit nbval book-fast browser editions colab student pdf lab \
+        clean clean-all binder-check
 
 help:
 	@echo "make book   build the book (full mode) into _build/html/index.html"
 	@echo "make test   unit tests + nbval over every chapter (NORMBOOK_FAST=1) + strict fast book build"
+	@echo "make book-force   re-execute every chapter (drops the execution cache), then build the book"
+	@echo "make colab   the Colab/Jupyter edition (no MyST markup) into _build/colab/chapters/"
+	@echo "make student the chapters without solutions into _build/student/"
+	@echo "make pdf     the whole book as one PDF, _build/pdf/normbook.pdf (needs chromium)"
+	@echo "make lab     JupyterLab on chapters/ with the project's kernel"
 	@echo "make data   find or fetch Fashion-MNIST into data/;  make clean   remove build outputs"
 
 setup: $(STAMP)
@@ -37,13 +45,20 @@ $(STAMP): requirements.txt pyproject.toml
 data: setup
 	$(PY) -m normbook.data
 
-# The published book: every chapter executed in full mode; warnings are errors.
+# The published book: every chapter executed in full mode; warnings are errors. Executions are cached in
+# _build/.jupyter_cache/<full|fast>-<package hash> (tools/site_ext.py): a chapter re-executes when its code cells
+# or the normbook package change.
 book: data
 	env -u NORMBOOK_FAST $(JB) build . --all -W -n --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
+book-force: data
+	rm -rf _build/.jupyter_cache/full-*
+	$(MAKE) book
+
 unit: data
-	$(PY) -m pytest tests/ -q -p no:cacheprovider
+	$(PY) -m pytest tests/ -q -p no:cacheprovider \
+	  --ignore=tests/test_site_browser.py --ignore=tests/test_editions.py
 
 nbval: data
 	NORMBOOK_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env chapters/[0-9][0-9]_*.ipynb -q -p no:cacheprovider
@@ -51,7 +66,33 @@ nbval: data
 book-fast: data
 	NORMBOOK_FAST=1 $(JB) build . --all -W -n --keep-going --path-output _build/fast
 
-test: unit nbval book-fast
+# The built FAST site in headless Chromium (tests/test_site_browser.py; skips locally without chromium, fails in CI).
+browser: book-fast
+	NORMBOOK_SITE=_build/fast/_build/html $(PY) -m pytest tests/test_site_browser.py -q -p no:cacheprovider
+
+# The Colab/Jupyter and student editions, generated from the chapters and executed once each in FAST mode.
+editions: data
+	$(PY) -m pytest tests/test_editions.py -q -p no:cacheprovider
+
+test: unit nbval book-fast browser editions
+
+# The Colab/Jupyter edition: MyST markup rewritten as plain Markdown, glued values filled in from the executed
+# chapters (tools/colab_edition.py).
+colab: data
+	$(PY) tools/colab_edition.py --out _build/colab chapters/[0-9][0-9]_*.ipynb
+
+# The student edition: the chapters with every solution removed.
+student: data
+	$(PY) tools/student_edition.py --out _build/student chapters/[0-9][0-9]_*.ipynb
+
+# One PDF of the whole book: a single-page HTML build printed by the system Chromium after MathJax has typeset.
+pdf: data
+	$(PY) tools/make_pdf.py
+
+# JupyterLab (with jupyterlab-myst) on the chapters, with this environment registered as the kernel "normbook".
+lab: data
+	$(PY) -m ipykernel install --sys-prefix --name normbook --display-name "Python (normbook)"
+	$(VENV)/bin/jupyter lab chapters/
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,106 @@
+"""The book's own Sphinx extension (loaded from _config.yml's ``local_extensions``).
+
+- One jupyter-cache folder per execution mode: ``_build/.jupyter_cache/<fast|full>-<hash of src/normbook>``.
+  jupyter-cache keys a notebook on its code cells only, so without this a FAST execution could be served to a
+  full build (or the other way round), and a change in the package would not re-execute anything.
+- Page assets de-duplicated: Sphinx 7.4's ``prepare_writing`` re-adds every asset registered after
+  ``Builder.init()`` with ``filename or ''`` while the builder already holds it with ``filename=None``, so the
+  inline scripts of sphinx-thebe and sphinx-togglebutton (added in ``env-before-read-docs``) appear twice in
+  every page head, and ``const THEBE_JS_URL`` declared twice is a SyntaxError in the browser.
+- An author-year bibliography ("Ioffe and Szegedy, 2015") sorted by author, year, title, matching the
+  author-year citations in the text (``bibtex_default_style: authoryear``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def execution_mode() -> str:
+    return "fast" if os.environ.get("NORMBOOK_FAST", "") not in ("", "0") else "full"
+
+
+def package_hash() -> str:
+    h = hashlib.sha256()
+    for p in sorted((ROOT / "src" / "normbook").rglob("*.py")):
+        h.update(p.relative_to(ROOT).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_path() -> Path:
+    base = Path(os.environ.get("NORMBOOK_CACHE_DIR", ROOT / "_build" / ".jupyter_cache"))
+    return base / f"{execution_mode()}-{package_hash()}"
+
+
+def _set_cache(app, config) -> None:
+    config.nb_execution_cache_path = str(cache_path())
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    files = context.get("script_files")
+    if not files:
+        return
+    seen, kept = set(), []
+    for asset in files:
+        filename = getattr(asset, "filename", asset) or ""
+        attrs = tuple(sorted((k, str(v)) for k, v in getattr(asset, "attributes", {}).items()))
+        key = (filename, attrs)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(asset)
+    files[:] = kept
+
+
+def _register_bibliography_style() -> None:
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+    from pybtex.style.labels import BaseLabelStyle
+    from pybtex.style.sorting.author_year_title import SortingStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            for entry in sorted_entries:
+                persons = entry.persons.get("author") or entry.persons.get("editor") or []
+                names = [" ".join(p.prelast_names + p.last_names) or " ".join(p.first_names)
+                         for p in persons]
+                names = [n.replace("{", "").replace("}", "") for n in names]
+                if not names:
+                    who = entry.fields.get("organization", entry.fields.get("title", entry.key))
+                elif len(names) == 1:
+                    who = names[0]
+                elif len(names) == 2:
+                    who = f"{names[0]} and {names[1]}"
+                else:
+                    who = f"{names[0]} et al."
+                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+    class AuthorYearSorting(SortingStyle):
+        """Author, year, title; braces ignored ({Stanford University} sorts under S), case folded."""
+
+        def sorting_key(self, entry):
+            return tuple(k.replace("{", "").replace("}", "").lower()
+                         for k in super().sorting_key(entry))
+
+        def person_key(self, person):
+            return "  ".join((" ".join(person.last_names), " ".join(person.first_names),
+                              " ".join(person.middle_names)))
+
+    class AuthorYearStyle(UnsrtStyle):
+        default_label_style = "authoryear"
+        default_sorting_style = "authoryear"
+
+    register_plugin("pybtex.style.labels", "authoryear", AuthorYearLabels, force=True)
+    register_plugin("pybtex.style.sorting", "authoryear", AuthorYearSorting, force=True)
+    register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle, force=True)
+
+
+def setup(app):
+    _register_bibliography_style()
+    app.connect("config-inited", _set_cache, priority=900)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
