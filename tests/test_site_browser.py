@@ -128,7 +128,8 @@ def server():
 @pytest.fixture(scope="module")
 def browser():
     _site_or_skip()
-    chromium = _find("chromium", "chromium-browser", "/usr/bin/chromium")
+    chromium = _find("chromium", "chromium-browser", "/usr/bin/chromium", "google-chrome",
+                     "google-chrome-stable")
     driver_path = _find("chromedriver", "/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
     if not chromium or not driver_path:
         _unavailable("chromium or chromedriver not found")
