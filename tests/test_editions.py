@@ -1,0 +1,156 @@
+"""The Colab/Jupyter edition and the student edition of every chapter (tools/colab_edition.py,
+tools/student_edition.py).
+
+- The Colab edition has no MyST markup left (no ``{glue``, ``{cite``, ``{numref``, ``:::`` or ```` ```{ ````), its
+  set-up cell first, and every glued value of the prose filled in.
+- The student edition has no solution text left and is otherwise the chapter unchanged.
+- Every Colab edition notebook executes in FAST mode with plain nbclient in a kernel where ``myst_nb`` cannot be
+  imported (as in Colab or a bare Jupyter), and shows at least one image per ``{glue:figure}`` the book shows.
+  The student edition's code cells are the same cells (checked), so that one execution covers both editions.
+
+``NORMBOOK_EDITION_CHAPTERS=02,03`` restricts the test to some chapters (the full run executes them all).
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import colab_edition  # noqa: E402
+import setup_cell  # noqa: E402
+import student_edition  # noqa: E402
+
+ONLY = [s.strip() for s in os.environ.get("NORMBOOK_EDITION_CHAPTERS", "").split(",") if s.strip()]
+CHAPTERS = [p for p in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+            if not ONLY or p.name[:2] in ONLY]
+LOGS = ROOT / "_build" / "editions"
+
+
+def _markdown(nb) -> str:
+    return "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def _figures(nb) -> int:
+    return len(re.findall(r"^[`:]{3,}\s*\{glue:figure\}", _markdown(nb), re.M))
+
+
+@pytest.fixture(scope="module")
+def colab_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("colab")
+    colab_edition.build(CHAPTERS, out)
+    return out / "chapters"
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    student_edition.build(CHAPTERS, out)
+    return out
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_edition_has_no_markup(chapter, colab_dir):
+    nb = nbformat.read(colab_dir / chapter.name, as_version=4)
+    text = _markdown(nb)
+    for token in ("{glue", "{cite", "{numref", "{ref}", "{doc}", ":::", "```{"):
+        assert token not in text, f"{token} survives in the edition of {chapter.name}"
+    assert "(the value `" not in text, "a glued value was not found in the executed chapter"
+    assert "setup" in nb.cells[0].metadata.get("tags", []), "the set-up cell is not first"
+    assert nb.cells[0].source == setup_cell.render(nb, chapter)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert text.count("**Figure ") >= _figures(nbformat.read(chapter, as_version=4))
+
+
+def _solution_bodies(nb) -> list[str]:
+    """The text lines of each solution block in the chapter (long enough to be distinctive)."""
+    bodies = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        stripped, n = student_edition.strip_solutions(cell.source)
+        if not n:
+            continue
+        kept = set(stripped.split("\n"))
+        bodies += [line.strip() for line in cell.source.split("\n")
+                   if line not in kept and len(line.strip()) > 25 and not line.strip().startswith(":")]
+    return bodies
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_student_edition_has_no_solutions(chapter, student_dir, colab_dir):
+    original = nbformat.read(chapter, as_version=4)
+    nb = nbformat.read(student_dir / chapter.name, as_version=4)
+    text = _markdown(nb)
+    assert not re.search(r"^[`:]{3,}\s*\{(admonition|dropdown)\}\s*Solution", text, re.M | re.I)
+    bodies = _solution_bodies(original)
+    if "Solution" in _markdown(original):
+        assert bodies, "the chapter has solutions but none were found"
+    survivors = [b for b in bodies if b in text]
+    assert not survivors, f"solution text survives: {survivors[:3]}"
+    # nothing else changed: the same code cells, and every other markdown line kept in order
+    code = [c.source for c in original.cells if c.cell_type == "code"
+            and not student_edition.SOLUTION_TAGS & set(c.metadata.get("tags", []))]
+    assert [c.source for c in nb.cells if c.cell_type == "code"] == code
+    # every other markdown line is kept: only whole solution blocks were deleted, cell by cell
+    student_md = iter(c.source for c in nb.cells if c.cell_type == "markdown")
+    for cell in (c for c in original.cells if c.cell_type == "markdown"):
+        before = cell.source.split("\n")
+        stripped, n = student_edition.strip_solutions(cell.source)
+        if not n:
+            assert next(student_md) == cell.source
+            continue
+        after = next(student_md).split("\n") if stripped.strip() else []
+        ops = difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes()
+        assert all(op in ("equal", "delete") for op, *_ in ops), "a kept line was changed"
+        for op, i1, i2, _, _ in ops:
+            chunk = [line for line in before[i1:i2] if line.strip()]
+            if op == "delete" and chunk:
+                assert re.match(r"^\s*[`:]{3,}\s*\{(admonition|dropdown)\}", chunk[0]), chunk[0]
+                assert re.match(r"^\s*[`:]{3,}\s*$", chunk[-1]), chunk[-1]
+    # the student's code is the Colab edition's code (executed below) without its set-up cell
+    edition = nbformat.read(colab_dir / chapter.name, as_version=4)
+    edition_code = [c.source for c in edition.cells[1:] if c.cell_type == "code"]
+    student_code = [s for s in code if "google.colab" not in s]
+    assert edition_code == student_code
+
+
+@pytest.fixture(scope="module")
+def no_myst_nb(tmp_path_factory):
+    """A folder that shadows myst_nb with a module that cannot be imported, for the kernel's PYTHONPATH."""
+    shadow = tmp_path_factory.mktemp("shadow")
+    (shadow / "myst_nb").mkdir()
+    (shadow / "myst_nb" / "__init__.py").write_text(
+        'raise ImportError("myst_nb is not installed here (like Colab)")\n')
+    return shadow
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_edition_executes_and_shows_every_figure(chapter, colab_dir, no_myst_nb, monkeypatch, tmp_path):
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("NORMBOOK_FAST", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(no_myst_nb)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    work = tmp_path / "run"
+    work.mkdir()
+    nb = nbformat.read(colab_dir / chapter.name, as_version=4)
+    client = NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(work)}})
+    try:
+        client.execute()
+    finally:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, LOGS / chapter.name)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not any(k.startswith("application/papermill.record") for o in outputs for k in o.get("data", {})), \
+        "myst_nb was importable in the kernel"
+    images = sum(1 for o in outputs if any(k.startswith("image/") for k in o.get("data", {})))
+    figures = _figures(nbformat.read(chapter, as_version=4))
+    assert images >= figures, f"{images} images shown for {figures} figures in the book"
