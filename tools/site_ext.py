@@ -7,6 +7,8 @@
   ``Builder.init()`` with ``filename or ''`` while the builder already holds it with ``filename=None``, so the
   inline scripts of sphinx-thebe and sphinx-togglebutton (added in ``env-before-read-docs``) appear twice in
   every page head, and ``const THEBE_JS_URL`` declared twice is a SyntaxError in the browser.
+- The Colab launch button opens the Colab edition (``make colab``), which the GPU workflow publishes on the
+  branch ``normbook_colab_branch`` (default ``colab``) with the chapters' paths.
 - An author-year bibliography ("Ioffe and Szegedy, 2015") sorted by author, year, title, matching the
   author-year citations in the text (``bibtex_default_style: authoryear``).
 """
@@ -56,6 +58,25 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     files[:] = kept
 
 
+def _colab_branch(app, pagename, templatename, context, doctree) -> None:
+    """Point the Colab launch button at the Colab edition, published on its own branch (``normbook_colab_branch``;
+    empty: the chapters themselves). The repository and branch come from _config.yml's ``repository:``."""
+    colab_branch = app.config.normbook_colab_branch
+    branch = app.config.html_theme_options.get("repository_branch", "main")
+    if not colab_branch or colab_branch == branch:
+        return
+
+    def fix(buttons):
+        for button in buttons or []:
+            if isinstance(button, dict):
+                url = button.get("url", "")
+                if "colab.research.google.com" in url:
+                    button["url"] = url.replace(f"/blob/{branch}/", f"/blob/{colab_branch}/", 1)
+                fix(button.get("buttons"))
+
+    fix(context.get("header_buttons"))
+
+
 def _register_bibliography_style() -> None:
     from pybtex.plugin import register_plugin
     from pybtex.style.formatting.unsrt import Style as UnsrtStyle
@@ -103,4 +124,6 @@ def setup(app):
     _register_bibliography_style()
     app.connect("config-inited", _set_cache, priority=900)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.add_config_value("normbook_colab_branch", "colab", "html")
+    app.connect("html-page-context", _colab_branch, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
