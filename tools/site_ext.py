@@ -77,6 +77,15 @@ def _colab_branch(app, pagename, templatename, context, doctree) -> None:
     fix(context.get("header_buttons"))
 
 
+def _favicon_at_root(app, exc) -> None:
+    """Browsers ask for /favicon.ico on pages without an icon link (the redirecting index.html)."""
+    icon = ROOT / "_static" / "favicon.ico"
+    if exc is None and app.builder.format == "html" and icon.exists():
+        import shutil
+
+        shutil.copyfile(icon, Path(app.outdir) / "favicon.ico")
+
+
 def _register_bibliography_style() -> None:
     from pybtex.plugin import register_plugin
     from pybtex.style.formatting.unsrt import Style as UnsrtStyle
@@ -126,4 +135,5 @@ def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.add_config_value("normbook_colab_branch", "colab", "html")
     app.connect("html-page-context", _colab_branch, priority=900)
+    app.connect("build-finished", _favicon_at_root)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
