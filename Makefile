@@ -91,7 +91,7 @@ pdf: data
 
 # JupyterLab (with jupyterlab-myst) on the chapters, with this environment registered as the kernel "normbook".
 lab: data
-	$(PY) -m ipykernel install --sys-prefix --name normbook --display-name "Python (normbook)"
+	$(PY) -m ipykernel install --sys-prefix --name normbook --display-name "normbook (.venv)"
 	$(VENV)/bin/jupyter lab chapters/
 
 clean:
