@@ -92,7 +92,7 @@ pdf: data
 # JupyterLab (with jupyterlab-myst) on the chapters, with this environment registered as the kernel "normbook".
 lab: data
 	$(PY) -m ipykernel install --sys-prefix --name normbook --display-name "normbook (.venv)"
-	$(VENV)/bin/jupyter lab chapters/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis
