@@ -94,6 +94,19 @@ def _register_bibliography_style() -> None:
 
     class AuthorYearLabels(BaseLabelStyle):
         def format_labels(self, sorted_entries):
+            labels = list(self._labels(sorted_entries))
+            seen = {}
+            for label in labels:
+                seen[label] = seen.get(label, 0) + 1
+            suffix = {}
+            for label in labels:  # "Zhang et al., 2023a" and "..., 2023b" when two entries share a label
+                if seen[label] > 1:
+                    suffix[label] = suffix.get(label, 0) + 1
+                    yield label + "abcdefghijklmnopqrstuvwxyz"[suffix[label] - 1]
+                else:
+                    yield label
+
+        def _labels(self, sorted_entries):
             for entry in sorted_entries:
                 persons = entry.persons.get("author") or entry.persons.get("editor") or []
                 names = [" ".join(p.prelast_names + p.last_names) or " ".join(p.first_names)
