@@ -46,8 +46,8 @@ data: setup
 	$(PY) -m normbook.data
 
 # The published book: every chapter executed in full mode; warnings are errors. Executions are cached in
-# _build/.jupyter_cache/<full|fast>-<package hash> (tools/site_ext.py): a chapter re-executes when its code cells
-# or the normbook package change.
+# _build/.jupyter_cache/full-<package hash> (the fast build's in _build/fast/_build/.jupyter_cache/fast-<hash>;
+# tools/site_ext.py): a chapter re-executes when its code cells or the normbook package change.
 book: data
 	env -u NORMBOOK_FAST $(JB) build . --all -W -n --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"

@@ -63,6 +63,8 @@ def build_singlehtml(fast: bool) -> Path:
         env["NORMBOOK_FAST"] = "1"
     else:
         env.pop("NORMBOOK_FAST", None)
+    # reuse the executions of `make book` (or of the fast build) instead of executing every chapter again
+    env["NORMBOOK_CACHE_DIR"] = str(ROOT / "_build" / ("fast/_build/.jupyter_cache" if fast else ".jupyter_cache"))
     out = ROOT / "_build" / ("pdf-fast" if fast else "pdf")
     subprocess.run([str(ROOT / ".venv" / "bin" / "jupyter-book"), "build", str(ROOT), "--builder", "singlehtml",
                     "--path-output", str(out), "-n", "--keep-going"], check=True, env=env)

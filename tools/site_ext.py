@@ -1,6 +1,6 @@
 """The book's own Sphinx extension (loaded from _config.yml's ``local_extensions``).
 
-- One jupyter-cache folder per execution mode: ``_build/.jupyter_cache/<fast|full>-<hash of src/normbook>``.
+- One jupyter-cache folder per execution mode: ``<build>/.jupyter_cache/<fast|full>-<hash of src/normbook>``.
   jupyter-cache keys a notebook on its code cells only, so without this a FAST execution could be served to a
   full build (or the other way round), and a change in the package would not re-execute anything.
 - Page assets de-duplicated: Sphinx 7.4's ``prepare_writing`` re-adds every asset registered after
@@ -33,13 +33,17 @@ def package_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def cache_path() -> Path:
-    base = Path(os.environ.get("NORMBOOK_CACHE_DIR", ROOT / "_build" / ".jupyter_cache"))
-    return base / f"{execution_mode()}-{package_hash()}"
+def cache_path(outdir) -> Path:
+    """``<build folder>/.jupyter_cache/<fast|full>-<package hash>`` beside the HTML output (``_build/.jupyter_cache``
+    for ``make book``, ``_build/fast/_build/.jupyter_cache`` for the fast build): each build folder has its own
+    cache, so builds into different folders never share a database. ``NORMBOOK_CACHE_DIR`` overrides the folder
+    (``make pdf`` reuses the book's executions that way)."""
+    base = os.environ.get("NORMBOOK_CACHE_DIR") or Path(outdir).parent / ".jupyter_cache"
+    return Path(base) / f"{execution_mode()}-{package_hash()}"
 
 
 def _set_cache(app, config) -> None:
-    config.nb_execution_cache_path = str(cache_path())
+    config.nb_execution_cache_path = str(cache_path(app.outdir))
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
