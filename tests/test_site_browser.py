@@ -173,16 +173,23 @@ def _load(drv, url: str) -> list[str]:
     return [f"{e['level']}: {e['message']}" for e in drv.get_log("browser") if e["level"] == "SEVERE"]
 
 
-UNTYPESET_JS = """
+UNTYPESET_JS = r"""
 const out = [];
 document.querySelectorAll('mjx-merror, merror').forEach((e) => out.push('MathJax error: ' + e.textContent));
+const doc = window.MathJax && MathJax.startup && MathJax.startup.document;
+if (doc && doc.getMathItemsWithin) {
+  // \text{running\_mean} shows its backslash: inside \text{} an underscore is written unescaped
+  for (const item of doc.getMathItemsWithin(document.body)) {
+    if (/\\text\{[^}]*\\_/.test(item.math)) out.push('escaped underscore in \\text{}: ' + item.math.slice(0, 80));
+  }
+}
 const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {acceptNode(n) {
   const p = n.parentElement;
   if (!p || p.closest('pre, code, script, style, textarea, .highlight, mjx-container, .cell_output'))
     return NodeFilter.FILTER_REJECT;
   return NodeFilter.FILTER_ACCEPT;
 }});
-const raw = /\\\\\\(|\\\\\\)|\\\\\\[|\\\\\\]|\\$\\$|\\\\(begin|frac|mathbf|text|gamma|beta|sigma|mu)\\b/;
+const raw = /\\\(|\\\)|\\\[|\\\]|\$\$|\\(begin|frac|mathbf|text|gamma|beta|sigma|mu)\b/;
 let n;
 while ((n = walker.nextNode())) {
   if (raw.test(n.textContent)) out.push('raw TeX: ' + n.textContent.trim().slice(0, 80));
