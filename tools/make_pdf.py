@@ -135,8 +135,12 @@ def page_count(pdf: Path) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fast", action="store_true", help="use the FAST-mode executions")
+    ap.add_argument("--stored", action="store_true",
+                    help="execute nothing: use the outputs stored in the chapter notebooks (executed in full mode)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.stored:
+        os.environ["NORMBOOK_EXECUTE"] = "off"
     site = build_singlehtml(args.fast)
     target = args.out or site.parent.parent / "normbook.pdf"
     print_pdf(site, target)

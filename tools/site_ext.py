@@ -44,6 +44,8 @@ def cache_path(outdir) -> Path:
 
 def _set_cache(app, config) -> None:
     config.nb_execution_cache_path = str(cache_path(app.outdir))
+    if os.environ.get("NORMBOOK_EXECUTE", "") == "off":  # use the outputs stored in the notebooks as they are
+        config.nb_execution_mode = "off"
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
