@@ -327,3 +327,67 @@ def rms_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight:
     if weight is not None:
         y = y * weight.to(opmath)
     return y.to(input.dtype)   # one rounding at the end
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Small-batch remedies (chapter 7): Batch Renormalization and Weight Standardization
+# --------------------------------------------------------------------------------------------------------------
+def batch_renorm(input: Tensor, running_mean: Tensor, running_var: Tensor, weight: Optional[Tensor] = None,
+                 bias: Optional[Tensor] = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+                 r_max: float = 3.0, d_max: float = 5.0) -> Tensor:
+    r"""Batch Renormalization (Ioffe 2017, Algorithm 1) of an (N, C) or (N, C, *S) input.
+
+    With the batch's mean and standard deviation ``mu_B``, ``sigma_B = sqrt(var_B + eps)`` and the running ones
+    ``mu = running_mean``, ``sigma = sqrt(running_var + eps)`` (all per channel, shape (C,)):
+
+    - ``r = clip(sigma_B / sigma, 1/r_max, r_max)`` and ``d = clip((mu_B - mu) / sigma, -d_max, d_max)``, both
+      treated as constants by autograd (``detach``: the paper's stop_gradient);
+    - ``x_hat = (x - mu_B) / sigma_B * r + d``, ``y = weight * x_hat + bias``.
+
+    Unclipped, ``x_hat = (x - mu) / sigma``: training normalizes as inference does. With ``r_max = 1`` and
+    ``d_max = 0`` it is batch normalization. The running statistics are then updated in place exactly as by
+    :func:`batch_norm` (mean and *unbiased* variance, weight ``momentum``), so they stay compatible with
+    BatchNorm's buffers; the paper averages sigma itself. Not training: ``batch_norm`` with the running
+    statistics. running_mean and running_var (C,) are required (float32 for float16/bfloat16 inputs).
+    Returns y of the input's shape and dtype.
+    """
+    if running_mean is None or running_var is None:
+        raise RuntimeError("batch_renorm needs running_mean and running_var (its r and d compare the batch's "
+                           "statistics with them)")
+    if not r_max >= 1.0:
+        raise ValueError(f"batch_renorm needs r_max >= 1, got {r_max}")
+    if not d_max >= 0.0:
+        raise ValueError(f"batch_renorm needs d_max >= 0, got {d_max}")
+    if not training:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    _check_batch_norm_args(input, running_mean, running_var, weight, bias, training, eps, op="batch_renorm")
+    shape = _channel_shape(input)
+    x = input.to(_opmath(input.dtype))
+    dims = [0] + list(range(2, input.dim()))
+    mean, var, centered = _moments(x, dims)
+    std = torch.sqrt(var + eps)
+    with torch.no_grad():
+        run_std = torch.sqrt(running_var.reshape(shape).to(x.dtype) + eps)
+        r = (std / run_std).clamp(1.0 / r_max, r_max)
+        d = ((mean - running_mean.reshape(shape).to(x.dtype)) / run_std).clamp(-d_max, d_max)
+    _update_running_stats(running_mean, running_var, mean.detach().flatten(), var.detach().flatten(),
+                          input.numel() // max(input.shape[1], 1), momentum)
+    x_hat = centered / std * r + d
+    return _affine(x_hat, weight, bias, shape).to(input.dtype)
+
+
+def weight_standardization(weight: Tensor, eps: float = 1e-5) -> Tensor:
+    r"""Weight Standardization (Qiao et al. 2019): each output unit's weights, of shape (C_out, C_in, *k), get
+    zero mean and unit variance over their fan-in: ``(W - mean) / sqrt(var + eps)``, mean and biased var taken
+    over dims 1, ... . Returns a tensor of ``weight``'s shape (differentiable: the gradient flows through the
+    standardization, as in the paper)."""
+    if weight.dim() < 2:
+        raise ValueError(f"weight_standardization expects a weight of at least 2 dims (C_out, fan-in...), got "
+                         f"{weight.dim()}D")
+    _check_floating(weight, "weight_standardization")
+    w = weight.to(_opmath(weight.dtype))
+    mean, var, centered = _moments(w, list(range(1, w.dim())))
+    return (centered * torch.rsqrt(var + eps)).to(weight.dtype)
+
+
+__all__ += ["batch_renorm", "weight_standardization"]

@@ -124,3 +124,40 @@ def _init_linear(linear: nn.Linear, init) -> None:
                              "standard deviation")
         if linear.bias is not None:
             linear.bias.zero_()
+
+
+class BasicBlock(nn.Module):
+    """A residual block (He et al. 2016): ``out = relu(x + branch(x))`` with branch = conv3x3 -> norm -> ReLU ->
+    conv3x3 -> norm, width ``channels`` kept (no downsampling). ``norm=None`` gives a block without normalization
+    (convs with biases). ``zero_init=True`` sets the last norm's weight (gamma) to zero (Goyal et al. 2017), so the
+    block starts as the identity map (followed by a ReLU). Shapes: (N, C, H, W) -> (N, C, H, W)."""
+
+    def __init__(self, channels: int, norm: Optional[NormFactory] = None, *, zero_init: bool = False) -> None:
+        super().__init__()
+        bias = norm is None
+        self.branch = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=bias), *_maybe(norm, channels, 2), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=bias), *_maybe(norm, channels, 2))
+        if zero_init:
+            last = self.branch[-1]
+            if norm is None or getattr(last, "weight", None) is None:
+                raise ValueError("zero_init needs a norm with an affine weight at the end of the branch")
+            nn.init.zeros_(last.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.branch(x))
+
+
+def small_resnet(norm: Optional[NormFactory] = None, *, width: int = 16, blocks: int = 4, num_classes: int = 10,
+                 zero_init: bool = False) -> nn.Sequential:
+    """A small ResNet for 1x28x28 inputs: a stem (conv3x3 to ``width`` channels -> norm -> ReLU -> 2x2 max
+    pooling, 14x14), ``blocks`` :class:`BasicBlock` of constant width, global average pooling and a linear head.
+    (N, 1, 28, 28) -> (N, num_classes). ``zero_init``: the last gamma of every residual branch starts at 0."""
+    bias = norm is None
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1, bias=bias), *_maybe(norm, width, 2), nn.ReLU(), nn.MaxPool2d(2),
+        *[BasicBlock(width, norm, zero_init=zero_init) for _ in range(blocks)],
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+
+__all__ += ["BasicBlock", "small_resnet"]

@@ -407,3 +407,193 @@ def set_backward(model: Module, backward: str) -> Module:
         if isinstance(module, (_BatchNorm, LayerNorm)):
             module.backward = backward
     return model
+
+
+# --------------------------------------------------------------------------------------------------------------
+# BatchNorm in practice (chapter 7): frozen BN, Batch Renormalization, Ghost BN, weight-standardized convolution
+# --------------------------------------------------------------------------------------------------------------
+class FrozenBatchNorm2d(Module):
+    """BatchNorm2d with fixed statistics and affine transform, as ``torchvision.ops.misc.FrozenBatchNorm2d``
+    (torchvision's detection models use it when fine-tuning with small batches).
+
+    Buffers (no parameters): weight (C,) = 1, bias (C,) = 0, running_mean (C,) = 0, running_var (C,) = 1.
+    Input (N, C, H, W); output of the same shape, ``(x - running_mean) / sqrt(running_var + eps) * weight +
+    bias`` in training and in evaluation alike. A BatchNorm2d ``state_dict`` loads into it (its
+    ``num_batches_tracked`` is dropped) and its ``state_dict`` loads into torchvision's class and back.
+    :meth:`from_batch_norm` copies a trained BatchNorm2d; :func:`freeze_batch_norm` converts a whole model.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if not isinstance(num_features, numbers.Integral) or num_features < 1:
+            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    @classmethod
+    def from_batch_norm(cls, bn: Module) -> "FrozenBatchNorm2d":
+        """A frozen copy of a BatchNorm2d (torch's or normbook's) with running statistics; missing affine
+        parameters become 1 and 0."""
+        if getattr(bn, "running_mean", None) is None or getattr(bn, "running_var", None) is None:
+            raise ValueError("from_batch_norm needs a BatchNorm with running statistics (track_running_stats=True)")
+        frozen = cls(bn.num_features, bn.eps)
+        with torch.no_grad():
+            if bn.weight is not None:
+                frozen.weight.copy_(bn.weight)
+            if bn.bias is not None:
+                frozen.bias.copy_(bn.bias)
+            frozen.running_mean.copy_(bn.running_mean)
+            frozen.running_var.copy_(bn.running_var)
+        return frozen.to(bn.running_mean.device)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        state_dict.pop(prefix + "num_batches_tracked", None)  # a BatchNorm2d checkpoint carries one
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"expected 4D input (got {x.dim()}D input)")
+        if x.shape[1] != self.weight.numel():
+            raise ValueError(f"expected {self.weight.numel()} channels, got input of size {list(x.shape)}")
+        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
+        shift = self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale
+        return x * scale + shift
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.weight.shape[0]}, eps={self.eps})"
+
+
+def freeze_batch_norm(model: Module) -> Module:
+    """Replace every BatchNorm2d (torch's or normbook's) inside ``model`` by a :class:`FrozenBatchNorm2d` holding
+    its statistics and affine values (in place); return ``model``."""
+    for name, child in model.named_children():
+        if isinstance(child, (torch.nn.BatchNorm2d, BatchNorm2d)):
+            setattr(model, name, FrozenBatchNorm2d.from_batch_norm(child))
+        else:
+            freeze_batch_norm(child)
+    return model
+
+
+class _BatchRenorm(_BatchNorm):
+    """Batch Renormalization (Ioffe 2017); see ``normbook.functional.batch_renorm``.
+
+    Same arguments, parameters and buffers as BatchNorm (so a BatchNorm ``state_dict`` loads into it), plus the
+    clipping schedule: for the first ``warmup_steps`` training batches r_max = 1 and d_max = 0 (plain BN); then
+    r_max rises linearly to ``r_max`` at step ``r_max_steps`` and d_max to ``d_max`` at ``d_max_steps``. The
+    paper's ImageNet run: 5000, 40000 and 25000 steps, r_max = 3, d_max = 5 (the defaults). The step is
+    ``num_batches_tracked``. Requires ``track_running_stats=True``. Evaluation: BatchNorm with running statistics.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+                 device=None, dtype=None, *, r_max: float = 3.0, d_max: float = 5.0, warmup_steps: int = 5000,
+                 r_max_steps: int = 40000, d_max_steps: int = 25000) -> None:
+        if momentum is None:
+            raise ValueError("BatchRenorm needs a numeric momentum (the cumulative average momentum=None is not "
+                             "supported)")
+        if not r_max >= 1.0 or not d_max >= 0.0:
+            raise ValueError(f"BatchRenorm needs r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
+        if not 0 <= warmup_steps <= min(r_max_steps, d_max_steps):
+            raise ValueError("BatchRenorm needs 0 <= warmup_steps <= r_max_steps and d_max_steps, got "
+                             f"{warmup_steps}, {r_max_steps}, {d_max_steps}")
+        super().__init__(num_features, eps, momentum, affine, True, device=device, dtype=dtype)
+        self.r_max, self.d_max = float(r_max), float(d_max)
+        self.warmup_steps, self.r_max_steps, self.d_max_steps = int(warmup_steps), int(r_max_steps), int(d_max_steps)
+
+    def limits(self, step: Optional[int] = None) -> Tuple[float, float]:
+        """(r_max, d_max) in force at training step ``step`` (default: the next batch, num_batches_tracked + 1)."""
+        if step is None:
+            step = int(self.num_batches_tracked) + 1
+
+        def ramp(end: int) -> float:
+            if step <= self.warmup_steps:
+                return 0.0
+            return 1.0 if end == self.warmup_steps else min(1.0, (step - self.warmup_steps) / (end - self.warmup_steps))
+        return 1.0 + (self.r_max - 1.0) * ramp(self.r_max_steps), self.d_max * ramp(self.d_max_steps)
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        if not self.training:
+            return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias, False,
+                                self.momentum, self.eps)
+        r_max, d_max = self.limits()
+        self.num_batches_tracked.add_(1)
+        return F.batch_renorm(input, self.running_mean, self.running_var, self.weight, self.bias, True,
+                              self.momentum, self.eps, r_max, d_max)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"r_max={self.r_max}, d_max={self.d_max}, warmup_steps={self.warmup_steps}, "
+                f"r_max_steps={self.r_max_steps}, d_max_steps={self.d_max_steps}")
+
+
+class BatchRenorm1d(_BatchRenorm):
+    """Batch Renormalization over an (N, C) or (N, C, L) input; see :class:`_BatchRenorm`."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() != 2 and input.dim() != 3:
+            raise ValueError(f"expected 2D or 3D input (got {input.dim()}D input)")
+
+
+class BatchRenorm2d(_BatchRenorm):
+    """Batch Renormalization over an (N, C, H, W) input; see :class:`_BatchRenorm`."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() != 4:
+            raise ValueError(f"expected 4D input (got {input.dim()}D input)")
+
+
+class GhostBatchNorm2d(BatchNorm2d):
+    """Ghost Batch Normalization (Hoffer et al. 2017) over an (N, C, H, W) input: in training, the batch is split
+    into consecutive "ghost" batches of ``virtual_batch_size`` examples (the last may be smaller) and each is
+    normalized with its own statistics; the running statistics are updated once per ghost batch (so
+    ``num_batches_tracked`` counts ghost batches). Evaluation, parameters, buffers and ``state_dict``: those of
+    BatchNorm2d. With ``virtual_batch_size >= N`` it is BatchNorm2d.
+    """
+
+    def __init__(self, num_features: int, virtual_batch_size: int = 32, eps: float = 1e-5,
+                 momentum: Optional[float] = 0.1, affine: bool = True, track_running_stats: bool = True,
+                 device=None, dtype=None) -> None:
+        if not isinstance(virtual_batch_size, numbers.Integral) or virtual_batch_size < 1:
+            raise ValueError(f"virtual_batch_size must be a positive integer, got {virtual_batch_size!r}")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        self.virtual_batch_size = int(virtual_batch_size)
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        if not self.training:
+            return super().forward(input)
+        return torch.cat([super(GhostBatchNorm2d, self).forward(chunk)
+                          for chunk in input.split(self.virtual_batch_size)], dim=0)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", virtual_batch_size={self.virtual_batch_size}"
+
+
+class WSConv2d(torch.nn.Conv2d):
+    """A Conv2d whose weight is standardized before every use (Weight Standardization, Qiao et al. 2019): each
+    output channel's C_in * kH * kW weights get zero mean and unit variance
+    (``normbook.functional.weight_standardization``). Same arguments and ``state_dict`` as ``torch.nn.Conv2d``
+    (the stored weight is the raw one) plus ``ws_eps`` (1e-5). Input (N, C_in, H, W) -> (N, C_out, H', W').
+    Meant to be followed by GroupNorm, as in the paper.
+    """
+
+    def __init__(self, *args, ws_eps: float = 1e-5, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not ws_eps > 0:
+            raise ValueError(f"ws_eps must be positive, got {ws_eps}")
+        self.ws_eps = ws_eps
+
+    def forward(self, input: Tensor) -> Tensor:
+        return self._conv_forward(input, F.weight_standardization(self.weight, self.ws_eps), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", ws_eps={self.ws_eps}"
+
+
+__all__ += ["FrozenBatchNorm2d", "freeze_batch_norm", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm2d",
+            "WSConv2d"]
