@@ -203,10 +203,23 @@ return Array.from(document.images)
   .map((img) => img.getAttribute('src'));
 """
 
-OVERFLOW_JS = """
+OVERFLOW_JS = r"""
 const w = document.documentElement.clientWidth;
 const out = [];
-if (document.documentElement.scrollWidth > w + 1) out.push('page width ' + document.documentElement.scrollWidth);
+if (document.documentElement.scrollWidth > w + 1) {
+  const culprits = [];
+  for (const el of document.querySelectorAll('.bd-main *')) {
+    const r = el.getBoundingClientRect();
+    if (r.right <= w + 1 || r.width === 0) continue;
+    let p = el.parentElement, scrolls = false;
+    while (p) {
+      if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) { scrolls = true; break; }
+      p = p.parentElement;
+    }
+    if (!scrolls) culprits.push(el.tagName.toLowerCase() + ' "' + (el.textContent || '').trim().slice(0, 50) + '"');
+  }
+  out.push('page width ' + document.documentElement.scrollWidth + ' (' + culprits.slice(-3).join('; ') + ')');
+}
 return out;
 """
 
