@@ -154,3 +154,30 @@ def test_colab_edition_executes_and_shows_every_figure(chapter, colab_dir, no_my
     images = sum(1 for o in outputs if any(k.startswith("image/") for k in o.get("data", {})))
     figures = _figures(nbformat.read(chapter, as_version=4))
     assert images >= figures, f"{images} images shown for {figures} figures in the book"
+
+
+# --------------------------------------------------------------------------- the set-up cell (tools/setup_cell.py)
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_setup_cell_is_rendered_from_the_template(chapter):
+    """Every chapter's first cell is tools/setup_cell.py's template (`python tools/setup_cell.py --write` fixes it)."""
+    nb = nbformat.read(chapter, as_version=4)
+    assert not setup_cell.problems(nb, chapter)
+
+
+def test_setup_cell_write_then_check(tmp_path):
+    chapter = CHAPTERS[0]
+    copy = tmp_path / chapter.name
+    nb = nbformat.read(chapter, as_version=4)
+    nbformat.write(nb, copy)
+    assert setup_cell.main(["--write", str(copy)]) == 0
+    assert setup_cell.main(["--check", str(copy)]) == 0
+    written = nbformat.read(copy, as_version=4)
+    assert sum("google.colab" in c.source for c in written.cells if c.cell_type == "code") == 1
+    first = written.cells[0]
+    assert "setup" in first.metadata["tags"] and "remove-cell" in first.metadata["tags"]
+    url = setup_cell.config()["repo"]
+    assert f"git+{url}@" in first.source
+    # everything after the set-up cell is the chapter as it was, minus its old set-up cell
+    rest = [c.source for c in written.cells[1:]]
+    assert rest == [c.source for c in nb.cells if "google.colab" not in c.source]
