@@ -164,8 +164,15 @@ class Converter:
             if key.lower() not in self.bib:
                 self.missing.append(f"citation {key}")
             url = self.page_url("references")
-            parts.append(f"[{who} ({year})]({url})" if role == "cite:t" else f"[{who}, {year}]({url})")
-        if role == "cite:t":
+            if role.startswith("cite:year"):
+                parts.append(f"[{year}]({url})")
+            elif role.startswith("cite:author"):
+                parts.append(f"[{who}]({url})")
+            elif role.startswith("cite:t"):
+                parts.append(f"[{who} ({year})]({url})")
+            else:
+                parts.append(f"[{who}, {year}]({url})")
+        if not role.startswith("cite:p") and role != "cite":
             return "; ".join(parts)
         return "(" + "; ".join(parts) + ")"
 
@@ -182,7 +189,7 @@ class Converter:
         entry = self.labels.get(label)
         if entry is None:
             self.missing.append(f"label {label}")
-            return title or label
+            return (title or label).replace(" {number}", "").replace("{number}", "")
         page, kind, default = entry
         shown = title.replace("{number}", default.split()[-1]) if title else default
         if page == self.path.relative_to(self.path.parents[1]).with_suffix("").as_posix() and kind == "figure":
