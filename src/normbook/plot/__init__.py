@@ -5,3 +5,4 @@ from .signal import *  # noqa: F401,F403  chapter 1: activations, gradients, his
 from .batchnorm import *  # noqa: F401,F403  chapters 2-3: BN math, which elements share statistics
 from .norms import *  # noqa: F401,F403  chapters 4-5: inference mode, the normalization cube
 from .training import *  # noqa: F401,F403  chapter 6: learning curves and sweeps
+from .practice import *  # noqa: F401,F403  chapter 7: fine-tuning, residual scale, small batches
