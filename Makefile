@@ -86,8 +86,11 @@ student: data
 	$(PY) tools/student_edition.py --out _build/student chapters/[0-9][0-9]_*.ipynb
 
 # One PDF of the whole book: a single-page HTML build printed by the system Chromium after MathJax has typeset.
+# It reuses the executions cached by `make book`; PDF_FLAGS=--stored prints the outputs stored in the chapters
+# without executing anything, PDF_FLAGS=--fast uses the fast build's executions.
+PDF_FLAGS ?=
 pdf: data
-	$(PY) tools/make_pdf.py
+	$(PY) tools/make_pdf.py $(PDF_FLAGS)
 
 # JupyterLab (with jupyterlab-myst) on the chapters, with this environment registered as the kernel "normbook".
 lab: data
