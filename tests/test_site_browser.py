@@ -28,16 +28,15 @@ SITE = Path(os.environ.get("NORMBOOK_SITE", ROOT / "_build" / "fast" / "_build" 
 if not SITE.is_absolute():
     SITE = ROOT / SITE
 IN_CI = bool(os.environ.get("CI"))
-INSTALL = ("install it with `sudo apt-get install chromium chromium-driver` (Debian/Ubuntu; `.ci/run` does this "
-           "in CI) and build the site with `make book-fast`")
+INSTALL = "install them with `sudo apt-get install chromium chromium-driver` (Debian/Ubuntu; `.ci/run` does this)"
 PHONE_WIDTH = 400
 SKIP_PAGES = {"genindex.html", "search.html"}  # generated indexes; the search page is tested on its own
 
 
-def _unavailable(why: str):
+def _unavailable(why: str, how: str = INSTALL):
     if IN_CI:
         pytest.fail(f"browser test cannot run in CI: {why}")
-    pytest.skip(f"browser test skipped: {why}; {INSTALL}")
+    pytest.skip(f"browser test skipped: {why}; {how}")
 
 
 def _find(*names: str) -> str | None:
@@ -84,7 +83,7 @@ def _pages() -> list[Path]:
 
 def _site_or_skip():
     if not (SITE / "intro.html").is_file():
-        _unavailable(f"no built site at {SITE}")
+        _unavailable(f"no built site at {SITE}", "build it with `make book-fast` (or run `make browser`)")
 
 
 def test_internal_links_and_anchors_resolve():
@@ -137,7 +136,7 @@ def browser():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        _unavailable("selenium is not installed (it is in requirements.txt: `make setup`)")
+        _unavailable("selenium is not installed", "it is in requirements.txt: run `make setup`")
     profile = tempfile.mkdtemp(prefix="normbook-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
