@@ -7,8 +7,8 @@ writes ``<out>/chapters/NN_*.ipynb``. In each notebook:
 - ``{cite:p}`` / ``{cite:t}`` become author-year text ("(Ioffe and Szegedy, 2015)", "Ioffe and Szegedy (2015)")
   linking to the book's bibliography page; ``{numref}``, ``{ref}``, ``{doc}``, ``{eq}`` become plain text linking to
   the book's page; any other role becomes its text.
-- ``{glue:text}`key:spec``` (and ``{glue}``) becomes the value stored in the chapter's executed outputs, formatted
-  with the spec (the value of the book's run; the reader's run prints its own in the glue cells).
+- ``{glue:text}`key:spec``` (and ``{glue}``) becomes the value stored in the chapter's executed outputs (or in the
+  book build's executed copy, ``_build/jupyter_execute``, when newer), formatted with the spec.
 - A ``{glue:figure}`` block becomes "Figure N: caption", saying which code cell draws it (that cell displays the
   figure when it runs, since ``glue(..., display=True)`` shows it where myst-nb is absent).
 - Admonitions become block quotes with a bold title; solutions (dropdowns) go under a "Solution" heading, which
@@ -319,13 +319,28 @@ def leftovers(nb) -> list[str]:
     return found
 
 
-def build(paths, out: Path, root: Path = ROOT) -> list[Path]:
+def executed_values(path: Path, executed: Path | None) -> dict | None:
+    """Glued values from the book build's executed copy (``_build/jupyter_execute/chapters/<name>``) when it is at
+    least as new as the chapter: after ``make book`` the edition states the numbers of that build."""
+    if executed is None:
+        return None
+    copy = Path(executed) / path.name
+    if not copy.exists() or copy.stat().st_mtime < path.stat().st_mtime:
+        return None
+    values = glue_values(nbformat.read(copy, as_version=4))
+    return values or None
+
+
+def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None) -> list[Path]:
     labels, bib = label_index(root), bibliography(root)
     written = []
     for path in paths:
         path = Path(path).resolve()
         nb = nbformat.read(path, as_version=4)
         conv = Converter(nb, path, root, labels, bib)
+        fresh = executed_values(path, executed)
+        if fresh:
+            conv.glue.update(fresh)
         edition = conv.convert()
         target = out / "chapters" / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -342,10 +357,13 @@ def build(paths, out: Path, root: Path = ROOT) -> list[Path]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "_build" / "colab")
+    ap.add_argument("--executed", type=Path, default=ROOT / "_build" / "jupyter_execute" / "chapters",
+                    help="the book build's executed notebooks, whose glued values are used when newer than the "
+                         "chapter (default: those of `make book`); otherwise the chapter's stored outputs")
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
     paths = args.notebooks or setup_cell.chapter_paths()
-    for target in build(paths, args.out):
+    for target in build(paths, args.out, executed=args.executed):
         print(target)
     return 0
 
