@@ -1,0 +1,476 @@
+"""Triton kernels for LayerNorm, RMSNorm and channels-last BatchNorm (training), forward and backward.
+
+Each layer is an ``autograd.Function`` wrapped in a function with ``normbook.functional``'s signature::
+
+    from normbook import kernels
+    y = kernels.layer_norm(x, (D,), weight, bias, eps)          # x on a CUDA device
+    y = kernels.rms_norm(x, (D,), weight, eps)
+    y = kernels.batch_norm(x, running_mean, running_var, weight, bias, True, 0.1, eps)
+
+The kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1`` set before
+Triton is first imported: correct, slow, meant for tests and for reading). Arithmetic is float32 whatever the
+storage dtype (float32, float16 or bfloat16), as in ``normbook.functional``.
+
+Why these designs (a normalization layer does a handful of flops per byte, so only the bytes matter):
+
+* **One program per row, the whole row in registers** (LayerNorm, RMSNorm). A row of D <= 65,536 / element-size
+  elements fits in one block of ``BLOCK_D = next_power_of_2(D)`` lanes, so x is read from memory **once** and the
+  statistics are computed **two-pass in registers**: the mean first, then the mean square of ``x - mean``. Two
+  passes over registers cost no memory traffic, and they are more accurate than the one-pass ``E[x^2] - E[x]^2``
+  (which cancels when the mean is large against the spread). Welford's update is the tool when a row does not
+  fit and must be streamed in tiles; here it would only add a division per element.
+* **The weight/bias gradient in two stages.** ``dw = sum over rows of dy * x_hat`` is a column sum over all rows.
+  Each backward program handles rows ``pid, pid + G, pid + 2G, ...`` and keeps its own partial sum of dw and db in
+  registers; it writes one row of a small ``(G, D)`` buffer, and a second small kernel sums the G rows. The
+  alternative, ``tl.atomic_add`` of every row's contribution into dw, makes every program contend for the same D
+  addresses and makes the result depend on the order in which the additions land (not bitwise reproducible);
+  the two-stage sum is deterministic and its extra traffic is G * D floats, small next to the M * D of x.
+* **BatchNorm on channels-last inputs is a column reduction.** Viewed as an (M, C) matrix with M = N * H * W
+  rows, each channel is a column. A first kernel splits the rows into P chunks and each program reduces a tile of
+  BLOCK_C channels over its chunk, tile by tile; tiles are merged with Chan, Golub & LeVeque's parallel update
+  of (count, mean, M2) -- Welford's algorithm with tiles in place of single values -- because a chunk is streamed
+  and cannot be held in registers. A second small kernel merges the P partial results per channel in the same
+  way; a third normalizes. The backward pass reduces ``sum(dy)`` and ``sum(dy * x_hat)`` per channel the same
+  way (plain sums: no cancellation to guard against) and then applies the closed-form dx elementwise.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+import triton
+import triton.language as tl
+
+__all__ = ["layer_norm", "rms_norm", "batch_norm", "LayerNormFunction", "RMSNormFunction",
+           "BatchNormFunction", "interpreting", "supported", "row_launch_config"]
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1`` at import time)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def supported(x: Tensor) -> bool:
+    """Whether the kernels can run on ``x``: a CUDA tensor, or a CPU tensor under the interpreter."""
+    return x.dtype in _DTYPES and (x.is_cuda or (interpreting() and x.device.type == "cpu"))
+
+
+def _check(x: Tensor, op: str) -> None:
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"normbook.kernels.{op}: dtype {x.dtype} not supported (float32, float16, bfloat16)")
+    if not supported(x):
+        raise RuntimeError(f"normbook.kernels.{op} needs a CUDA tensor, or a CPU tensor with TRITON_INTERPRET=1 "
+                           f"set before triton is imported (got a {x.device.type} tensor)")
+
+
+def row_launch_config(d: int, element_size: int) -> tuple:
+    """(BLOCK_D, num_warps) for a row kernel over rows of d elements of ``element_size`` bytes.
+
+    The whole row is one block, padded to a power of two (``tl.arange`` needs one); a warp of 32 threads
+    handles 32 x (16 bytes / element_size) elements per vectorised load, so the warps grow with the row,
+    from 1 up to 16 (8 up to 8 KiB rows, as in Triton's tutorial, 16 beyond)."""
+    block = triton.next_power_of_2(max(d, 1))
+    if block * element_size > 65536:
+        raise ValueError(f"rows of {d} elements ({d * element_size} bytes) do not fit in one block (64 KiB)")
+    num_warps = min(max(block * element_size // 1024, 1), 16)
+    return block, num_warps
+
+
+def _num_programs(x: Tensor) -> int:
+    """G, the number of backward programs that each keep a partial weight gradient: 2 per SM on a GPU (enough
+    to fill it while each program still loops over many rows), 8 under the interpreter."""
+    if x.is_cuda:
+        return 2 * torch.cuda.get_device_properties(x.device).multi_processor_count
+    return 8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LayerNorm and RMSNorm: one program per row
+# ---------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _layer_norm_fwd(X, Y, W, B, Mean, Rstd, stride, D, eps, BLOCK_D: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)          # one program normalizes one row
+    cols = tl.arange(0, BLOCK_D)                 # BLOCK_D >= D lanes: the whole row at once
+    mask = cols < D                              # the padding lanes load 0 and store nothing
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    mean = tl.sum(x, axis=0) / D                 # pass 1 (registers): the mean
+    xc = tl.where(mask, x - mean, 0.0)           # padding must not add (0 - mean)^2
+    var = tl.sum(xc * xc, axis=0) / D            # pass 2 (registers): biased variance
+    rstd = 1.0 / tl.sqrt(var + eps)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    b = tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+    y = xc * rstd * w + b
+    tl.store(Y + row * stride + cols, y, mask=mask)   # cast to y's dtype on store
+    tl.store(Mean + row, mean)                   # 8 bytes per row kept for backward
+    tl.store(Rstd + row, rstd)
+
+
+@triton.jit
+def _layer_norm_bwd(X, DY, DX, W, Mean, Rstd, DWp, DBp, stride, M, D,
+                    BLOCK_D: tl.constexpr, CENTER: tl.constexpr):
+    # dx = rstd * (w*dy - mean(w*dy) - x_hat * mean(w*dy * x_hat))   (LayerNorm, CENTER=True)
+    # dx = rstd * (w*dy - x_hat * mean(w*dy * x_hat))                 (RMSNorm, CENTER=False, mean = 0)
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_D)
+    mask = cols < D
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    dw = tl.zeros([BLOCK_D], dtype=tl.float32)   # this program's partial weight gradient
+    db = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for row in range(pid, M, tl.num_programs(0)):  # rows pid, pid + G, ...
+        offs = tl.cast(row, tl.int64) * stride + cols
+        x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+        rstd = tl.load(Rstd + row)
+        if CENTER:
+            x = x - tl.load(Mean + row)
+        x_hat = tl.where(mask, x * rstd, 0.0)
+        wdy = w * dy                             # 0 on the padding lanes
+        c1 = tl.sum(x_hat * wdy, axis=0) / D
+        if CENTER:
+            c2 = tl.sum(wdy, axis=0) / D
+            dx = (wdy - c2 - x_hat * c1) * rstd
+        else:
+            dx = (wdy - x_hat * c1) * rstd
+        tl.store(DX + offs, dx, mask=mask)
+        dw += dy * x_hat
+        db += dy
+    tl.store(DWp + pid * D + cols, dw, mask=mask)   # one row of the (G, D) partial buffer
+    if CENTER:
+        tl.store(DBp + pid * D + cols, db, mask=mask)
+
+
+@triton.jit
+def _rms_norm_fwd(X, Y, W, Rstd, stride, D, eps, BLOCK_D: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK_D)
+    mask = cols < D
+    x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + eps)   # one pass: no mean to subtract
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * stride + cols, x * rstd * w, mask=mask)
+    tl.store(Rstd + row, rstd)
+
+
+@triton.jit
+def _column_sum(P, OUT, R, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    # OUT[d] = sum over r of P[r, d]: the second, small stage of a two-stage column sum
+    cols = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+    cmask = cols < D
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for r0 in range(0, R, BLOCK_R):
+        rows = r0 + tl.arange(0, BLOCK_R)
+        m = (rows[:, None] < R) & cmask[None, :]
+        tile = tl.load(P + rows[:, None].to(tl.int64) * D + cols[None, :], mask=m, other=0.0)
+        acc += tl.sum(tile, axis=0)
+    tl.store(OUT + cols, acc, mask=cmask)
+
+
+def _sum_partials(partials: Tensor, dtype: torch.dtype) -> Tensor:
+    r, d = partials.shape
+    out = torch.empty(d, device=partials.device, dtype=dtype)
+    block_d = min(triton.next_power_of_2(d), 256)
+    _column_sum[(triton.cdiv(d, block_d),)](partials, out, r, d, BLOCK_R=32, BLOCK_D=block_d)
+    return out
+
+
+def _rows(x: Tensor, normalized_shape) -> tuple:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(x.shape[x.dim() - len(shape):]) != shape:
+        raise RuntimeError(f"normalized_shape {list(shape)} does not match the input's trailing dims "
+                           f"{list(x.shape)}")
+    d = math.prod(shape)
+    return x.reshape(-1, d).contiguous(), d, shape
+
+
+class LayerNormFunction(torch.autograd.Function):
+    """LayerNorm over the last D elements of each row; saves x, mean and rstd (not x_hat) for backward."""
+
+    @staticmethod
+    def forward(ctx, x, normalized_shape, weight, bias, eps):
+        x2, d, shape = _rows(x, normalized_shape)
+        m = x2.shape[0]
+        w = weight.reshape(d) if weight is not None else torch.ones(d, device=x.device, dtype=x.dtype)
+        b = bias.reshape(d) if bias is not None else torch.zeros(d, device=x.device, dtype=x.dtype)
+        y = torch.empty_like(x2)
+        mean = torch.empty(m, device=x.device, dtype=torch.float32)
+        rstd = torch.empty(m, device=x.device, dtype=torch.float32)
+        block, warps = row_launch_config(d, x.element_size())
+        if m > 0:
+            _layer_norm_fwd[(m,)](x2, y, w, b, mean, rstd, d, d, eps, BLOCK_D=block, num_warps=warps)
+        ctx.save_for_backward(x2, w, mean, rstd)
+        ctx.meta = (d, shape, block, warps, weight is not None, bias is not None, x.shape)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, w, mean, rstd = ctx.saved_tensors
+        d, shape, block, warps, has_w, has_b, xshape = ctx.meta
+        dy2 = dy.reshape(-1, d).contiguous()
+        m = x2.shape[0]
+        dx = torch.empty_like(x2)
+        g = _num_programs(x2)
+        dw_part = torch.zeros(g, d, device=x2.device, dtype=torch.float32)
+        db_part = torch.zeros(g, d, device=x2.device, dtype=torch.float32)
+        _layer_norm_bwd[(g,)](x2, dy2, dx, w, mean, rstd, dw_part, db_part, d, m, d,
+                              BLOCK_D=block, CENTER=True, num_warps=warps)
+        dw = _sum_partials(dw_part, w.dtype).reshape(shape) if has_w else None
+        db = _sum_partials(db_part, w.dtype).reshape(shape) if has_b else None
+        return dx.reshape(xshape), None, dw, db, None
+
+
+class RMSNormFunction(torch.autograd.Function):
+    """RMSNorm over the last D elements of each row; saves x and rstd for backward."""
+
+    @staticmethod
+    def forward(ctx, x, normalized_shape, weight, eps):
+        x2, d, shape = _rows(x, normalized_shape)
+        m = x2.shape[0]
+        w = weight.reshape(d) if weight is not None else torch.ones(d, device=x.device, dtype=x.dtype)
+        y = torch.empty_like(x2)
+        rstd = torch.empty(m, device=x.device, dtype=torch.float32)
+        block, warps = row_launch_config(d, x.element_size())
+        if m > 0:
+            _rms_norm_fwd[(m,)](x2, y, w, rstd, d, d, eps, BLOCK_D=block, num_warps=warps)
+        ctx.save_for_backward(x2, w, rstd)
+        ctx.meta = (d, shape, block, warps, weight is not None, x.shape)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, w, rstd = ctx.saved_tensors
+        d, shape, block, warps, has_w, xshape = ctx.meta
+        dy2 = dy.reshape(-1, d).contiguous()
+        dx = torch.empty_like(x2)
+        g = _num_programs(x2)
+        dw_part = torch.zeros(g, d, device=x2.device, dtype=torch.float32)
+        _layer_norm_bwd[(g,)](x2, dy2, dx, w, rstd, rstd, dw_part, dw_part, d, x2.shape[0], d,
+                              BLOCK_D=block, CENTER=False, num_warps=warps)
+        dw = _sum_partials(dw_part, w.dtype).reshape(shape) if has_w else None
+        return dx.reshape(xshape), None, dw, None
+
+
+def layer_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight: Optional[Tensor] = None,
+               bias: Optional[Tensor] = None, eps: float = 1e-5) -> Tensor:
+    """``normbook.functional.layer_norm`` as Triton kernels (forward and backward)."""
+    _check(input, "layer_norm")
+    return LayerNormFunction.apply(input, normalized_shape, weight, bias, eps)
+
+
+def rms_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight: Optional[Tensor] = None,
+             eps: Optional[float] = None) -> Tensor:
+    """``normbook.functional.rms_norm`` as Triton kernels; eps None means float32's machine epsilon."""
+    _check(input, "rms_norm")
+    if eps is None:
+        eps = torch.finfo(torch.float32).eps
+    return RMSNormFunction.apply(input, normalized_shape, weight, eps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# BatchNorm, channels-last: x viewed as (M, C), M = N * prod(S); statistics are column reductions
+# ---------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _bn_partial_stats(X, PMean, PM2, M, C, rows_per_chunk, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+    p = tl.program_id(0)                          # chunk of rows
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    start = p * rows_per_chunk
+    end = tl.minimum(start + rows_per_chunk, M)
+    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)    # sum of squared deviations so far
+    for r0 in range(start, end, BLOCK_M):
+        rows = r0 + tl.arange(0, BLOCK_M)
+        mask = (rows[:, None] < end) & cmask[None, :]
+        x = tl.load(X + rows[:, None].to(tl.int64) * C + cols[None, :], mask=mask, other=0.0)
+        x = x.to(tl.float32)
+        n_prev = (r0 - start).to(tl.float32)
+        n_tile = tl.minimum(end - r0, BLOCK_M).to(tl.float32)
+        t_mean = tl.sum(x, axis=0) / n_tile       # the tile's own two-pass moments
+        dev = tl.where(mask, x - t_mean[None, :], 0.0)
+        t_m2 = tl.sum(dev * dev, axis=0)
+        n_new = n_prev + n_tile                   # Chan et al.: merge (n_prev, mean, m2) with the tile
+        delta = t_mean - mean
+        mean += delta * (n_tile / n_new)
+        m2 += t_m2 + delta * delta * (n_prev * n_tile / n_new)
+    tl.store(PMean + p * C + cols, mean, mask=cmask)
+    tl.store(PM2 + p * C + cols, m2, mask=cmask)
+
+
+@triton.jit
+def _bn_merge_stats(PMean, PM2, Mean, Var, P, M, C, rows_per_chunk, BLOCK_C: tl.constexpr):
+    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for p in range(0, P):                         # merge the P chunks' (count, mean, m2), in order
+        start = tl.cast(p, tl.int64) * rows_per_chunk
+        n_prev = start.to(tl.float32)
+        n_p = (tl.minimum(start + rows_per_chunk, M) - start).to(tl.float32)
+        pm = tl.load(PMean + p * C + cols, mask=cmask, other=0.0)
+        pm2 = tl.load(PM2 + p * C + cols, mask=cmask, other=0.0)
+        n_new = n_prev + n_p
+        delta = pm - mean
+        mean += delta * (n_p / n_new)
+        m2 += pm2 + delta * delta * (n_prev * n_p / n_new)
+    tl.store(Mean + cols, mean, mask=cmask)
+    tl.store(Var + cols, m2 / M, mask=cmask)      # biased variance
+
+
+@triton.jit
+def _bn_normalize(X, Y, Mean, Rstd, W, B, M, C, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    mask = (rows[:, None] < M) & cmask[None, :]
+    scale = tl.load(Rstd + cols, mask=cmask, other=0.0) * tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+    shift = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32) - tl.load(Mean + cols, mask=cmask) * scale
+    offs = rows[:, None].to(tl.int64) * C + cols[None, :]
+    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + offs, x * scale[None, :] + shift[None, :], mask=mask)   # one FMA per element
+
+
+@triton.jit
+def _bn_partial_grad_sums(X, DY, Mean, Rstd, PSumDy, PSumDyXhat, M, C, rows_per_chunk,
+                          BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+    p = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    mean = tl.load(Mean + cols, mask=cmask, other=0.0)
+    rstd = tl.load(Rstd + cols, mask=cmask, other=0.0)
+    start = p * rows_per_chunk
+    end = tl.minimum(start + rows_per_chunk, M)
+    s_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
+    s_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for r0 in range(start, end, BLOCK_M):
+        rows = r0 + tl.arange(0, BLOCK_M)
+        mask = (rows[:, None] < end) & cmask[None, :]
+        offs = rows[:, None].to(tl.int64) * C + cols[None, :]
+        x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+        x_hat = (x - mean[None, :]) * rstd[None, :]
+        s_dy += tl.sum(dy, axis=0)
+        s_dyx += tl.sum(dy * x_hat, axis=0)      # dy is 0 where masked
+    tl.store(PSumDy + p * C + cols, s_dy, mask=cmask)
+    tl.store(PSumDyXhat + p * C + cols, s_dyx, mask=cmask)
+
+
+@triton.jit
+def _bn_backward_dx(X, DY, DX, Mean, Rstd, W, SumDy, SumDyXhat, M, C,
+                    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+    # dx = w * rstd * (dy - sum(dy)/M - x_hat * sum(dy * x_hat)/M)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    mask = (rows[:, None] < M) & cmask[None, :]
+    mean = tl.load(Mean + cols, mask=cmask, other=0.0)
+    rstd = tl.load(Rstd + cols, mask=cmask, other=0.0)
+    w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+    c_dy = tl.load(SumDy + cols, mask=cmask, other=0.0) / M
+    c_dyx = tl.load(SumDyXhat + cols, mask=cmask, other=0.0) / M
+    offs = rows[:, None].to(tl.int64) * C + cols[None, :]
+    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+    x_hat = (x - mean[None, :]) * rstd[None, :]
+    dx = (w * rstd)[None, :] * (dy - c_dy[None, :] - x_hat * c_dyx[None, :])
+    tl.store(DX + offs, dx, mask=mask)
+
+
+def _bn_config(m: int, c: int, x: Tensor) -> tuple:
+    """(BLOCK_M, BLOCK_C, P, rows_per_chunk, num_warps): tiles of about 4,096 elements, at most 64 channels wide
+    (a 256-byte float32 line per row), and P chunks of rows -- enough programs to fill a GPU (4 per SM over all
+    column blocks), each streaming a whole number of tiles."""
+    block_c = min(triton.next_power_of_2(max(c, 1)), 64)
+    block_m = max(4096 // block_c, 16)
+    if not x.is_cuda:
+        block_m = min(block_m, 32)               # the interpreter: small tiles, small test shapes
+    col_blocks = triton.cdiv(c, block_c)
+    target = (4 * torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 4)
+    p = max(1, min(triton.cdiv(m, block_m), triton.cdiv(target, col_blocks)))
+    rows_per_chunk = triton.cdiv(triton.cdiv(m, p), block_m) * block_m
+    p = triton.cdiv(m, rows_per_chunk)
+    return block_m, block_c, p, rows_per_chunk, 8 if x.is_cuda else 4
+
+
+def _channels_last_2d(x: Tensor) -> Tensor:
+    """(N, C, *S) -> (N * prod(S), C); a view when x is channels-last (e.g. torch.channels_last for 4-D)."""
+    return x.movedim(1, -1).reshape(-1, x.shape[1]).contiguous()
+
+
+def _from_2d(y2: Tensor, x: Tensor) -> Tensor:
+    shape_last = (x.shape[0],) + tuple(x.shape[2:]) + (x.shape[1],)
+    return y2.reshape(shape_last).movedim(-1, 1)   # channels-last strides, the input's shape
+
+
+class BatchNormFunction(torch.autograd.Function):
+    """BatchNorm in training mode with batch statistics; updates the running buffers in place."""
+
+    @staticmethod
+    def forward(ctx, x, running_mean, running_var, weight, bias, momentum, eps):
+        c = x.shape[1]
+        x2 = _channels_last_2d(x)
+        m = x2.shape[0]
+        w = weight if weight is not None else torch.ones(c, device=x.device, dtype=x.dtype)
+        b = bias if bias is not None else torch.zeros(c, device=x.device, dtype=x.dtype)
+        block_m, block_c, p, rpc, warps = _bn_config(m, c, x2)
+        col_blocks = triton.cdiv(c, block_c)
+        pmean = torch.empty(p, c, device=x.device, dtype=torch.float32)
+        pm2 = torch.empty(p, c, device=x.device, dtype=torch.float32)
+        _bn_partial_stats[(p, col_blocks)](x2, pmean, pm2, m, c, rpc, BLOCK_M=block_m, BLOCK_C=block_c,
+                                           num_warps=warps)
+        mean = torch.empty(c, device=x.device, dtype=torch.float32)
+        var = torch.empty(c, device=x.device, dtype=torch.float32)
+        _bn_merge_stats[(col_blocks,)](pmean, pm2, mean, var, p, m, c, rpc, BLOCK_C=block_c)
+        rstd = torch.rsqrt(var + eps)
+        y2 = torch.empty_like(x2)
+        _bn_normalize[(triton.cdiv(m, block_m), col_blocks)](x2, y2, mean, rstd, w, b, m, c, BLOCK_M=block_m,
+                                                             BLOCK_C=block_c, num_warps=warps)
+        with torch.no_grad():                    # running = (1 - momentum) * running + momentum * batch
+            if running_mean is not None:
+                running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+            if running_var is not None:
+                unbiased = var * (m / (m - 1)) if m > 1 else var
+                running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        ctx.save_for_backward(x2, w, mean, rstd)
+        ctx.meta = (block_m, block_c, p, rpc, warps, weight is not None, bias is not None)
+        return _from_2d(y2, x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, w, mean, rstd = ctx.saved_tensors
+        block_m, block_c, p, rpc, warps, has_w, has_b = ctx.meta
+        m, c = x2.shape
+        dy2 = _channels_last_2d(dy)
+        col_blocks = triton.cdiv(c, block_c)
+        p_dy = torch.empty(p, c, device=x2.device, dtype=torch.float32)
+        p_dyx = torch.empty(p, c, device=x2.device, dtype=torch.float32)
+        _bn_partial_grad_sums[(p, col_blocks)](x2, dy2, mean, rstd, p_dy, p_dyx, m, c, rpc, BLOCK_M=block_m,
+                                               BLOCK_C=block_c, num_warps=warps)
+        sum_dy = _sum_partials(p_dy, torch.float32)
+        sum_dyx = _sum_partials(p_dyx, torch.float32)
+        dx2 = torch.empty_like(x2)
+        _bn_backward_dx[(triton.cdiv(m, block_m), col_blocks)](x2, dy2, dx2, mean, rstd, w, sum_dy, sum_dyx, m, c,
+                                                               BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
+        dx = _from_2d(dx2, dy)
+        dw = sum_dyx.to(w.dtype) if has_w else None
+        db = sum_dy.to(w.dtype) if has_b else None
+        return dx, None, None, dw, db, None, None
+
+
+def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
+               weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """``normbook.functional.batch_norm`` with Triton kernels in training mode (batch statistics), fastest on
+    channels-last inputs (other layouts are copied to channels-last first). In evaluation mode, or with
+    ``momentum=None``, it is ``normbook.functional.batch_norm`` itself (an elementwise map that the kernels would
+    not improve)."""
+    from . import functional as F
+    _check(input, "batch_norm")
+    if not training or momentum is None:
+        return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    F._check_batch_norm_args(input, running_mean, running_var, weight, bias, training, eps)
+    return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, momentum, eps)
