@@ -7,11 +7,20 @@ For each layer, at shapes the book uses, this prints the time of
 * normbook, closed-form path: ``backward="closed_form"`` (BatchNorm and LayerNorm only);
 * ``torch.compile(normbook.functional.X, fullgraph=True)``: the same plain tensor code, fused by Inductor
   (``fullgraph=True`` makes any graph break an error);
+* ``normbook.kernels`` (GPU only): the Triton kernels of chapter 10 (LayerNorm, RMSNorm, and BatchNorm timed on
+  a channels-last copy of the input, the layout its kernels are written for);
 
 as ratios normbook time / torch time (lower is faster; 1.0 = as fast as ATen), for the forward pass alone
 (training mode, under ``no_grad``) and for forward + backward. All paths of one layer are timed in turns, round
 after round (median of 7 rounds), so a change in machine load affects them alike. It also prints the memory each path keeps for the
 backward pass: the bytes of the distinct tensors saved in the autograd graph (``saved_tensors_hooks``).
+
+Bandwidth: a normalization layer does a few flops per byte, so its speed limit is memory bandwidth. The second
+table gives each path's achieved GB/s = minimal bytes / time, where the minimal bytes are those any
+implementation must move: forward, read x and write y (2 x numel x element size); forward + backward, that plus
+read x and dy and write dx (5 x numel x element size; parameters and statistics are negligible). Next to it,
+the practical peak measured in the same run: a device-to-device copy (``dst.copy_(src)``) of a tensor of the same
+size, which moves 2 x numel x element size bytes.
 
 Usage:  python benchmarks/norm_speed.py [--device cpu|cuda|all] [--min-run-time 0.2] [--no-compile] [--threads N]
 """
@@ -39,23 +48,55 @@ class Case:
     normbook_module: Callable[..., torch.nn.Module]
     functional: Callable          # (x, module) -> y, normbook.functional with the module's tensors
     closed_form: bool = False
+    kernel: Optional[Callable] = None   # (x, module) -> y with normbook.kernels (Triton, GPU only)
+    channels_last: bool = False         # the kernel path is timed on a channels-last copy of x
 
 
 CASES = [
     Case("BatchNorm2d", (32, 64, 28, 28), lambda: torch.nn.BatchNorm2d(64), lambda **kw: nbnn.BatchNorm2d(64, **kw),
-         lambda x, m: F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps), True),
+         lambda x, m: F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps), True,
+         lambda x, m: _k().batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps),
+         True),
     Case("BatchNorm1d", (256, 120), lambda: torch.nn.BatchNorm1d(120), lambda **kw: nbnn.BatchNorm1d(120, **kw),
-         lambda x, m: F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps), True),
+         lambda x, m: F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps), True,
+         lambda x, m: _k().batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, True, 0.1, m.eps)),
     Case("LayerNorm", (32, 128, 256), lambda: torch.nn.LayerNorm(256), lambda **kw: nbnn.LayerNorm(256, **kw),
-         lambda x, m: F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps), True),
+         lambda x, m: F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps), True,
+         lambda x, m: _k().layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)),
     Case("GroupNorm(8)", (32, 64, 28, 28), lambda: torch.nn.GroupNorm(8, 64), lambda: nbnn.GroupNorm(8, 64),
          lambda x, m: F.group_norm(x, m.num_groups, m.weight, m.bias, m.eps)),
     Case("InstanceNorm2d", (32, 64, 28, 28), lambda: torch.nn.InstanceNorm2d(64, affine=True),
          lambda: nbnn.InstanceNorm2d(64, affine=True),
          lambda x, m: F.instance_norm(x, None, None, m.weight, m.bias, True, 0.1, m.eps)),
     Case("RMSNorm", (32, 128, 256), lambda: torch.nn.RMSNorm(256), lambda: nbnn.RMSNorm(256),
-         lambda x, m: F.rms_norm(x, m.normalized_shape, m.weight, m.eps)),
+         lambda x, m: F.rms_norm(x, m.normalized_shape, m.weight, m.eps), False,
+         lambda x, m: _k().rms_norm(x, m.normalized_shape, m.weight, m.eps)),
+    Case("LayerNorm 4096", (4096, 4096), lambda: torch.nn.LayerNorm(4096), lambda **kw: nbnn.LayerNorm(4096, **kw),
+         lambda x, m: F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps), True,
+         lambda x, m: _k().layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)),
+    Case("RMSNorm 4096", (4096, 4096), lambda: torch.nn.RMSNorm(4096), lambda: nbnn.RMSNorm(4096),
+         lambda x, m: F.rms_norm(x, m.normalized_shape, m.weight, m.eps), False,
+         lambda x, m: _k().rms_norm(x, m.normalized_shape, m.weight, m.eps)),
 ]
+GPU_ONLY = {"LayerNorm 4096", "RMSNorm 4096"}   # rows of 4,096: the large-row shape of the GPU goals
+
+
+def _k():
+    from normbook import kernels   # imports triton: only when the kernel path runs
+    return kernels
+
+
+def minimal_bytes(x: torch.Tensor) -> tuple:
+    """Bytes any implementation must move: forward (read x, write y), forward + backward (+ read x, dy, write
+    dx)."""
+    return 2 * x.nbytes, 5 * x.nbytes
+
+
+def copy_seconds(x: torch.Tensor, device: str, min_run_time: float) -> float:
+    """Median seconds of a device-to-device copy of a tensor of x's size (2 x nbytes moved)."""
+    src, dst = x.clone(), torch.empty_like(x)
+    return interleaved_medians({"copy": lambda: dst.copy_(src)}, device, min_run_time)["copy"]
+
 
 
 def interleaved_medians(fns: dict, device: str, min_run_time: float, rounds: int = 7) -> dict:
@@ -121,6 +162,8 @@ def paths_for(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
 def run_device(device: str, min_run_time: float, compile_: bool) -> list:
     rows = []
     for case in CASES:
+        if case.name in GPU_ONLY and device != "cuda":
+            continue
         torch.manual_seed(0)
         x = torch.randn(case.shape, device=device)
         modules = {"torch": case.torch_module(), "autograd": case.normbook_module()}
@@ -137,9 +180,14 @@ def run_device(device: str, min_run_time: float, compile_: bool) -> list:
             start = time.perf_counter()
             paths["compiled"] = paths_for(lambda t: compiled(t, module), x, list(module.parameters()))
             compile_s = time.perf_counter() - start
+        if case.kernel is not None and device == "cuda":
+            module = case.normbook_module().to(device).train()
+            xk = x.to(memory_format=torch.channels_last) if case.channels_last else x
+            paths["triton"] = paths_for(lambda t: case.kernel(t, module), xk, list(module.parameters()))
         fwd = interleaved_medians({k: v[0] for k, v in paths.items()}, device, min_run_time)
         fwd_bwd = interleaved_medians({k: v[1] for k, v in paths.items()}, device, min_run_time)
-        result = {"layer": case.name, "shape": "x".join(map(str, case.shape)), "compile_s": compile_s}
+        result = {"layer": case.name, "shape": "x".join(map(str, case.shape)), "compile_s": compile_s,
+                  "bytes": minimal_bytes(x), "copy": copy_seconds(x, device, min_run_time)}
         for key, (_, _, saved) in paths.items():
             result[key] = (fwd[key], fwd_bwd[key], saved)
         rows.append(result)
@@ -162,12 +210,25 @@ def print_table(device: str, rows: list) -> None:
     print(f"\n### {device} ({name}), torch {torch.__version__}, float32, training mode\n")
     print("Time: normbook / torch.nn (lower is faster). torch.nn columns in microseconds.\n")
     print("| layer | shape | torch fwd µs | torch f+b µs | autograd fwd | autograd f+b | closed-form fwd "
-          "| closed-form f+b | compiled fwd | compiled f+b |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| closed-form f+b | compiled fwd | compiled f+b | triton fwd | triton f+b |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['layer']} | {r['shape']} | {r['torch'][0] * 1e6:.0f} | {r['torch'][1] * 1e6:.0f} | "
               f"{fmt_ratio(r, 'autograd', 0)} | {fmt_ratio(r, 'autograd', 1)} | {fmt_ratio(r, 'closed', 0)} | "
-              f"{fmt_ratio(r, 'closed', 1)} | {fmt_ratio(r, 'compiled', 0)} | {fmt_ratio(r, 'compiled', 1)} |")
+              f"{fmt_ratio(r, 'closed', 1)} | {fmt_ratio(r, 'compiled', 0)} | {fmt_ratio(r, 'compiled', 1)} | "
+              f"{fmt_ratio(r, 'triton', 0)} | {fmt_ratio(r, 'triton', 1)} |")
+    print("\nAchieved bandwidth, GB/s = minimal bytes / time (forward: 2 x, forward + backward: 5 x the input's "
+          "bytes),\nnext to a device-to-device copy of the same size measured in the same run:\n")
+    paths = ["torch", "autograd", "compiled", "triton"]
+    print("| layer | MB | copy GB/s | " + " | ".join(f"{p} fwd | {p} f+b" for p in paths) + " |")
+    print("|---|---:|---:|" + "---:|" * (2 * len(paths)))
+    for r in rows:
+        cells = []
+        for p in paths:
+            for i in (0, 1):
+                cells.append(f"{r['bytes'][i] / r[p][i] / 1e9:.1f}" if p in r else "-")
+        print(f"| {r['layer']} | {r['bytes'][0] / 2e6:.1f} | {r['bytes'][0] / r['copy'] / 1e9:.1f} | "
+              + " | ".join(cells) + " |")
     print("\nSaved for backward (MiB of distinct tensors; the input itself is counted when saved):\n")
     print("| layer | input MiB | torch | autograd | closed-form | compiled |")
     print("|---|---:|---:|---:|---:|---:|")
