@@ -1,0 +1,69 @@
+"""Chapter 4's checkers: a right implementation passes, a wrong one fails."""
+import torch
+
+from normbook.exercises import ch04
+
+
+def _dims(x):
+    return (0,) + tuple(range(2, x.dim()))
+
+
+def update(rm, rv, x, momentum):
+    mean, var = x.mean(_dims(x)), x.var(_dims(x))          # unbiased
+    return (1 - momentum) * rm + momentum * mean, (1 - momentum) * rv + momentum * var
+
+
+def update_old_value(rm, rv, x, momentum):                 # rho convention used with alpha: wrong
+    mean, var = x.mean(_dims(x)), x.var(_dims(x))
+    return momentum * rm + (1 - momentum) * mean, momentum * rv + (1 - momentum) * var
+
+
+def update_biased(rm, rv, x, momentum):
+    mean, var = x.mean(_dims(x)), x.var(_dims(x), unbiased=False)
+    return (1 - momentum) * rm + momentum * mean, (1 - momentum) * rv + momentum * var
+
+
+def test_running_update():
+    assert ch04.check_running_update(update, verbose=False)
+    assert not ch04.check_running_update(update_old_value, verbose=False)
+    assert not ch04.check_running_update(update_biased, verbose=False)
+
+
+def stats(batches):
+    means = torch.stack([b.mean(_dims(b)) for b in batches])
+    variances = torch.stack([b.var(_dims(b)) for b in batches])
+    return means.mean(0), variances.mean(0)
+
+
+def stats_pooled(batches):                                  # variance of the pooled data: not what BN stores
+    x = torch.cat(batches)
+    return x.mean(_dims(x)), x.var(_dims(x))
+
+
+def test_population_stats():
+    assert ch04.check_population_stats(stats, verbose=False)
+    assert not ch04.check_population_stats(stats_pooled, verbose=False)
+
+
+def fold(weight, bias, bn):
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    b = torch.zeros_like(s) if bias is None else bias
+    return weight * s.view(-1, *([1] * (weight.dim() - 1))), s * (b - bn.running_mean) + bn.bias
+
+
+def fold_no_eps(weight, bias, bn):
+    s = bn.weight / torch.sqrt(bn.running_var)
+    b = torch.zeros_like(s) if bias is None else bias
+    return weight * s.view(-1, *([1] * (weight.dim() - 1))), s * (b - bn.running_mean) + bn.bias
+
+
+def fold_forgets_bias(weight, bias, bn):
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return weight * s.view(-1, *([1] * (weight.dim() - 1))), bn.bias - s * bn.running_mean
+
+
+def test_fold():
+    with torch.no_grad():
+        assert ch04.check_fold(fold, verbose=False)
+        assert not ch04.check_fold(fold_no_eps, verbose=False)
+        assert not ch04.check_fold(fold_forgets_bias, verbose=False)
