@@ -8,7 +8,7 @@ from matplotlib.patches import Rectangle
 
 from .common import COLORS, new_figure
 
-__all__ = ["scale_invariance", "shared_statistics", "SHARING_LAYOUTS"]
+__all__ = ["scale_invariance", "shared_statistics", "SHARING_LAYOUTS", "bn_graph"]
 
 
 def scale_invariance(scales: Sequence[float], grad_norms: Sequence[float], output_diffs: Sequence[float], *,
@@ -87,4 +87,42 @@ def shared_statistics(layouts: Sequence[str] = ("1d", "1d_seq", "2d"), *, highli
         ax.set_ylim(-0.3, n * (h + gap) + 1.2)
         ax.set_aspect("equal")
         ax.axis("off")
+    return fig
+
+
+def bn_graph(*, width: float = 7.5, height: float = 3.6):
+    """BatchNorm's forward pass as a computational graph: x -> mu, sigma^2, x_hat -> y -> L.
+
+    The three paths from x_i to x_hat_i are coloured: direct (x_i - mu), through the mean mu, and through the
+    variance sigma^2 (which itself reads x and mu). The backward derivation walks these edges in reverse.
+    """
+    from matplotlib.patches import FancyArrowPatch
+
+    fig, ax = new_figure(1, 1, width=width, height=height)
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 5)
+    ax.axis("off")
+    ax.grid(False)
+    nodes = {"x": (0.8, 2.5, r"$x_i$"), "mu": (3.2, 4.2, r"$\mu_\mathcal{B}$"),
+             "var": (5.0, 0.8, r"$\sigma^2_\mathcal{B}$"), "xhat": (6.6, 2.5, r"$\hat x_i$"),
+             "y": (8.2, 2.5, r"$y_i$"), "L": (9.5, 2.5, r"$\mathcal{L}$"),
+             "gb": (8.2, 4.4, r"$\gamma,\ \beta$")}
+    for key, (x, y, label) in nodes.items():
+        ax.text(x, y, label, ha="center", va="center", fontsize=13, zorder=3,
+                bbox=dict(boxstyle="round,pad=0.35", fc="white", ec="0.3", lw=1.2))
+    direct, mean, var = COLORS[0], COLORS[1], COLORS[2]
+    edges = [("x", "xhat", direct, 0.0, "1: direct"), ("x", "mu", mean, 0.0, "2: through the mean"),
+             ("mu", "xhat", mean, 0.0, None), ("x", "var", var, 0.0, "3: through the variance"),
+             ("mu", "var", var, 0.0, None), ("var", "xhat", var, 0.0, None),
+             ("xhat", "y", "0.3", 0.0, None), ("gb", "y", "0.3", 0.0, None), ("y", "L", "0.3", 0.0, None)]
+    for a, b, color, rad, label in edges:
+        (x0, y0, _), (x1, y1, _) = nodes[a], nodes[b]
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=16, color=color,
+                                     lw=2.0, shrinkA=17, shrinkB=17, connectionstyle=f"arc3,rad={rad}",
+                                     zorder=2))
+    ax.text(3.7, 2.8, "path 1: direct", color=direct, fontsize=10, ha="center")
+    ax.text(1.4, 3.75, "path 2:\nthrough $\\mu_\\mathcal{B}$", color=mean, fontsize=10, ha="center")
+    ax.text(1.9, 1.0, "path 3: through $\\sigma^2_\\mathcal{B}$", color=var, fontsize=10, ha="center")
+    ax.text(5.0, 0.05, r"every $x_j$ of the batch feeds $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$",
+            fontsize=9, ha="center", color="0.3")
     return fig
