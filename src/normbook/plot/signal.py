@@ -105,17 +105,22 @@ def grad_data_ratio_per_layer(ratios: Mapping[str, Sequence[float]], *, title: O
 
 def activation_histograms(panels: Mapping[str, Sequence[torch.Tensor]], *, bins: int = 50,
                           value_range: tuple = (0.0, 1.0), lower: float = 0.03, upper: float = 0.97,
-                          xlabel: str = "activation value", width_per_panel: float = 4.2, height: float = 3.6):
-    """Karpathy-style histograms: one panel per network, one line per layer's activations.
+                          xlabel: str = "activation value", width: float = 7.5,
+                          height_per_panel: float = 2.3):
+    """Karpathy-style histograms: one panel per network (stacked vertically, sharing the x-axis), one line per
+    layer's activations.
 
-    ``panels`` maps a title to the list of activation tensors (one per layer). Each legend entry gives the
-    layer's std and the percentage of values at or beyond ``lower``/``upper`` (saturated). The shaded bands
-    mark the saturated zones. All panels share the y-axis so their shapes compare directly.
+    ``panels`` maps a title to the list of activation tensors (one per layer). Each legend entry, beside its
+    panel, gives the layer's std and the percentage of values at or beyond ``lower``/``upper`` (saturated). The
+    shaded bands mark the saturated zones. All panels share both axes so their shapes compare directly. The
+    default size is the page's width, so the 9-point legend stays legible when the figure is shown.
     """
     n = len(panels)
     if n == 0:
         raise ValueError("activation_histograms needs at least one panel")
-    fig, axes = new_figure(1, n, width=width_per_panel * n, height=height, sharey=True, squeeze=False)
+    fig, axes = new_figure(n, 1, width=width, height=height_per_panel * n + 0.4, sharex=True, sharey=True,
+                           squeeze=False)
+    axes = axes.T
     edges = np.linspace(value_range[0], value_range[1], bins + 1)
     centers = (edges[:-1] + edges[1:]) / 2
     for ax, (title, acts) in zip(axes[0], panels.items()):
@@ -128,8 +133,11 @@ def activation_histograms(panels: Mapping[str, Sequence[torch.Tensor]], *, bins:
         ax.axvspan(value_range[0], lower, color="grey", alpha=0.15, linewidth=0)
         ax.axvspan(upper, value_range[1], color="grey", alpha=0.15, linewidth=0)
         ax.set_yscale("log")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(xlabel)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
-    axes[0][0].set_ylabel("density (log scale)")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel(xlabel, fontsize=10)
+        ax.set_ylabel("density (log)", fontsize=10)
+        ax.tick_params(labelsize=9)
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+                  handlelength=1.5, borderaxespad=0.2)
     return fig
