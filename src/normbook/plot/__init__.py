@@ -6,3 +6,5 @@ from .batchnorm import *  # noqa: F401,F403  chapters 2-3: BN math, which elemen
 from .norms import *  # noqa: F401,F403  chapters 4-5: inference mode, the normalization cube
 from .training import *  # noqa: F401,F403  chapter 6: learning curves and sweeps
 from .practice import *  # noqa: F401,F403  chapter 7: fine-tuning, residual scale, small batches
+from .kernels import *  # noqa: F401,F403  chapter 10: achieved bandwidth against a copy
+from .transformers import *  # noqa: F401,F403  chapter 9: per-layer quantities, curves over seeds
