@@ -142,3 +142,18 @@ def test_recomputed_stats_hook_leaves_the_model_alone(tiny):
     assert frame["test_acc_recomputed"].notna().all() and len(frame) == 2
     fig = plot.per_seed_curves(frame, ["test_acc", "test_acc_recomputed"], ["running", "recomputed"])
     assert len(fig.axes[0].lines) == 2
+
+
+def test_e4_sweep_rows_values_per_statistic_and_parallel_equals_serial():
+    norms = {"BN": models.batch_norm(), "GN": models.group_norm(8)}
+    kw = dict(epochs=1, train_size=256, test_size=128)
+    par = ex.e4_sweep(norms, [4, 16], [0, 1], processes=2, **kw)
+    ser = ex.e4_sweep(norms, [4, 16], [0, 1], processes=1, **kw)
+    assert len(par) == 8 and list(par.model[:4]) == ["BN"] * 4
+    assert list(par[par.model == "BN"].values_per_stat) == [4, 4, 16, 16]
+    assert (par[par.model == "GN"].values_per_stat == 32).all()
+    assert par.lr.tolist()[:4] == pytest.approx([0.05 * 4 / 32] * 2 + [0.05 * 16 / 32] * 2)
+    cols = ["test_error", "test_error_batch_stats", "train_loss"]
+    pd.testing.assert_frame_equal(par[cols], ser[cols])
+    assert ex.values_per_statistic(torch.nn.GroupNorm(4, 64), 2, spatial=49) == 16 * 49
+    assert ex.e4_model(None)[1].bias is not None and ex.e4_model(models.batch_norm())[1].bias is None

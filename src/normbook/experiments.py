@@ -13,6 +13,7 @@ aggregate them into mean ± std tables with :func:`summarize`.
 from __future__ import annotations
 
 import contextlib
+import time
 import math
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -28,6 +29,7 @@ __all__ = [
     "Data", "load", "lenet_model", "history_frame", "run_seeds", "final_rows", "summarize", "mean_std",
     "lr_sweep", "init_sweep", "batch_size_sweep", "largest_trainable", "compare_layers",
     "recompute_bn_statistics", "epoch_spread", "cpu_threads", "recomputed_stats_accuracy",
+    "e4_model", "e4_sweep", "values_per_statistic", "parallel_map",
 ]
 
 
@@ -369,3 +371,131 @@ def recomputed_stats_accuracy(dataset: Data, size: int = 10000, batch_size: int 
         _, test_loader = dataset.loaders(batch_size)
         return {name: evaluate(twin, test_loader)}
     return hook
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# E4 (second edition): batch size where each statistic averages few values, run two at a time.
+
+def e4_model(norm: Optional[Callable] = None, *, width: int = 256, depth: int = 2,
+             num_classes: int = 10) -> nn.Sequential:
+    """The E4 network: an MLP on flattened 1x28x28 images, ``depth`` blocks Linear(width) -> norm -> ReLU, then a
+    linear head. After a Linear layer a BatchNorm statistic averages one value per example, so at batch size B
+    it averages B values (2 at batch 2), the regime in which Wu & He's ResNet-50 fails; a GroupNorm statistic
+    averages ``width / groups`` values of one example whatever B is (see :func:`values_per_statistic`).
+    ``norm`` is a norm factory ``norm(num_features, spatial_dims)`` (spatial_dims 0 here), e.g.
+    ``models.batch_norm()``; None builds the network without normalization (Linear layers then keep biases)."""
+    bias = norm is None
+    layers: list = [nn.Flatten()]
+    fan_in = 28 * 28
+    for _ in range(depth):
+        layers += [nn.Linear(fan_in, width, bias=bias), *([norm(width, 0)] if norm is not None else []), nn.ReLU()]
+        fan_in = width
+    layers.append(nn.Linear(fan_in, num_classes))
+    return nn.Sequential(*layers)
+
+
+def values_per_statistic(layer: nn.Module, batch_size: int, spatial: int = 1) -> int:
+    """How many numbers one mean/variance of ``layer`` averages for a batch of ``batch_size`` inputs with
+    ``spatial`` positions per channel (H*W; 1 after a Linear layer): B*H*W for BatchNorm, (C/G)*H*W for
+    GroupNorm (independent of B), C*H*W / C for LayerNorm over C features."""
+    name = type(layer).__name__
+    if "BatchNorm" in name or "BatchRenorm" in name:
+        return batch_size * spatial
+    if isinstance(layer, nn.GroupNorm) or name == "GroupNorm":
+        return layer.num_channels // layer.num_groups * spatial
+    if isinstance(layer, nn.LayerNorm) or name == "LayerNorm":
+        return math.prod(layer.normalized_shape)
+    raise ValueError(f"no rule for {name}")
+
+
+_E4_JOBS: list = []
+_E4_DATA: dict = {}
+
+
+def _e4_data(train_size, test_size):
+    key = (train_size, test_size)
+    if key not in _E4_DATA:
+        _E4_DATA[key] = Data(train_size, test_size, device="cpu", threads=1)
+    return _E4_DATA[key]
+
+
+def _e4_run(index: int) -> dict:
+    """One (model, batch size, seed) run of :func:`e4_sweep`, on one thread (a worker process or the caller)."""
+    job = _E4_JOBS[index]
+    torch.set_num_threads(1)
+    dataset = _e4_data(job["train_size"], job["test_size"])
+    b, seed = job["batch_size"], job["seed"]
+    torch.manual_seed(seed)
+    model = job["make_model"](job["norm"])
+    train_loader, test_loader = dataset.loaders(b, seed, drop_last=True)
+    start = time.perf_counter()
+    history = train(model, train_loader, test_loader, epochs=job["epochs"], lr=job["lr"],
+                    optimizer=job["optimizer"], init=None, seed=seed, device="cpu", progress=False)
+    seconds = time.perf_counter() - start
+    # the same weights with batch statistics at test time: test batches of the training batch size, train mode
+    import copy
+    twin = copy.deepcopy(model).train()
+    correct = total = 0
+    with torch.no_grad():
+        Xt, yt = dataset.X_test, dataset.y_test
+        for i in range(0, len(Xt) - b + 1, b):
+            correct += (twin(Xt[i:i + b]).argmax(1) == yt[i:i + b]).sum().item()
+            total += b
+    norm_layer = next((m for m in model.modules() if type(m).__name__ in
+                       ("BatchNorm1d", "GroupNorm", "LayerNorm", "BatchRenorm1d", "GhostBatchNorm1d")), None)
+    final = history.final()
+    return {"model": job["name"], "batch_size": b, "lr": job["lr"], "seed": seed,
+            "values_per_stat": values_per_statistic(norm_layer, b) if norm_layer is not None else float("nan"),
+            "train_loss": final["train_loss"], "train_acc": final["train_acc"], "test_acc": final["test_acc"],
+            "test_error": 1.0 - final["test_acc"], "test_error_batch_stats": 1.0 - correct / max(total, 1),
+            "diverged": history.diverged, "epochs": len(history), "seconds": seconds,
+            "examples_per_sec": float(sum(history.examples_per_sec) / len(history))}
+
+
+def parallel_map(fn: Callable[[int], dict], n: int, processes: int = 2) -> list:
+    """``[fn(i) for i in range(n)]`` in ``processes`` forked worker processes, one torch thread each (the order
+    of the results is ``i``'s). Forking lets ``fn`` use closures and module-level state set up before the call.
+    ``processes=1`` (or a platform without fork) runs in this process."""
+    import multiprocessing as mp
+    if processes <= 1 or n <= 1 or "fork" not in mp.get_all_start_methods():
+        with cpu_threads(1):
+            return [fn(i) for i in range(n)]
+    with mp.get_context("fork").Pool(min(processes, n)) as pool:
+        return pool.map(fn, range(n), chunksize=1)
+
+
+def e4_sweep(norms: dict, batch_sizes: Sequence[int], seeds: Sequence[int], *, epochs: int = 3,
+             base_lr: float = 0.05, base_batch_size: int = 32, train_size: Optional[int] = 12000,
+             test_size: Optional[int] = 5000, optimizer: str = "momentum",
+             make_model: Callable = e4_model, processes: int = 2) -> pd.DataFrame:
+    """E4: test error of ``make_model(norm)`` (default :func:`e4_model`) for each norm factory in ``norms``
+    (name -> factory ``norm(num_features, spatial_dims)``, e.g. ``models.batch_norm()``; None for no norm) at
+    each batch size and seed. The learning rate follows the linear scaling rule
+    ``lr = base_lr * B / base_batch_size``, every batch size trains the same number of epochs on the same
+    ``train_size`` examples (the last incomplete batch dropped), SGD with momentum 0.9 by default. Runs go two
+    at a time in forked processes, one thread each (:func:`parallel_map`).
+
+    Returns one row per (model, batch_size, seed): model, batch_size, lr, seed, values_per_stat (the values one
+    statistic of the first norm layer averages), train_loss, train_acc, test_acc, test_error (eval mode: running
+    averages), test_error_batch_stats (train mode on test batches of size B: batch statistics), diverged,
+    epochs, seconds, examples_per_sec."""
+    _check_seeds(seeds)
+    for b in batch_sizes:
+        if not isinstance(b, int) or b < 2:
+            raise ValueError(f"batch sizes must be integers >= 2 (BatchNorm needs two examples), got {b!r}")
+    jobs = [{"name": name, "norm": norm, "batch_size": b, "seed": s, "lr": base_lr * b / base_batch_size,
+             "epochs": epochs, "optimizer": optimizer, "train_size": train_size, "test_size": test_size,
+             "make_model": make_model}
+            for name, norm in norms.items() for b in batch_sizes for s in seeds]
+    # the longest runs (smallest batches) first, so the two workers finish together
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i]["batch_size"])
+    _E4_JOBS[:] = [jobs[i] for i in order]
+    _e4_data(train_size, test_size)  # loaded once, before forking
+    try:
+        rows = parallel_map(_e4_run, len(jobs), processes)
+    finally:
+        _E4_JOBS.clear()
+    frame = pd.DataFrame(rows)
+    key = {(j["name"], j["batch_size"], j["seed"]): i for i, j in enumerate(jobs)}
+    frame["_k"] = [key[(m, b, s)] for m, b, s in zip(frame.model, frame.batch_size, frame.seed)]
+    return frame.sort_values("_k").drop(columns="_k").reset_index(drop=True)
