@@ -52,7 +52,7 @@ SHARING_LAYOUTS = {
 
 
 def shared_statistics(layouts: Sequence[str] = ("1d", "1d_seq", "2d"), *, highlight: Optional[int] = None,
-                      width: float = 13.0, height: float = 5.0):
+                      width: float = 7.5, height: float = 3.4):
     """Draw small tensors cell by cell, coloured by channel: cells of one colour share one mean and variance.
 
     Each example of the batch is one row; within a row, each channel is a block of H x W cells. ``highlight``
@@ -82,7 +82,7 @@ def shared_statistics(layouts: Sequence[str] = ("1d", "1d_seq", "2d"), *, highli
             ax.text(ch * (w + gap) + w / 2, n * (h + gap) - gap + 0.3, f"c={ch}", ha="center", va="bottom",
                     fontsize=8)
         per_mean = n * h * w
-        ax.set_title(f"{title}\n{c} means, each over {per_mean} elements", fontsize=10)
+        ax.set_title(f"{title}\n{c} means, each over {per_mean} elements", fontsize=9)
         ax.set_xlim(-2.2, c * (w + gap))
         ax.set_ylim(-0.3, n * (h + gap) + 1.2)
         ax.set_aspect("equal")
