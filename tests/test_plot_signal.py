@@ -94,3 +94,14 @@ def test_shared_statistics_counts_cells_and_colours():
     assert len(set(faces)) == 2                                         # the highlighted channel and grey
     with pytest.raises(ValueError):
         plot.shared_statistics(("4d",))
+
+
+def test_bn_graph_figure():
+    fig = plot.bn_graph()
+    ax = fig.axes[0]
+    texts = " ".join(t.get_text() for t in ax.texts)
+    for node in (r"$x_i$", r"$\mu_\mathcal{B}$", r"$\sigma^2_\mathcal{B}$", r"$\hat x_i$", r"$y_i$"):
+        assert node in texts
+    assert "path 1" in texts and "path 2" in texts and "path 3" in texts
+    assert len(ax.patches) == 9  # one arrow per edge of the graph
+    assert all(t.get_fontsize() >= 8 for t in ax.texts)
