@@ -64,7 +64,7 @@ def per_layer(curves: Mapping[str, Sequence[float]], *, ylabel: str, title: Opti
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=9, loc="best")
     return fig
 
 
@@ -77,8 +77,10 @@ def std_per_layer(stds: Mapping[str, Sequence[float]], *, title: Optional[str] =
     """
     if zoom is None:
         return per_layer(stds, ylabel="std of the layer's activations (log scale)", title=title, **kwargs)
-    fig, (ax_log, ax_lin) = new_figure(1, 2, width=kwargs.pop("width", 11.0), height=kwargs.pop("height", 4.4),
-                                       gridspec_kw={"width_ratios": [1.35, 1]})
+    # page width (7.5 in), so that every label stays at 8 pt or more where the page shows it; one legend for
+    # both panels, below them
+    fig, (ax_log, ax_lin) = new_figure(1, 2, width=kwargs.pop("width", 7.5), height=kwargs.pop("height", 4.6),
+                                       gridspec_kw={"width_ratios": [1.2, 1]})
     per_layer(stds, ylabel="std of the layer's activations (log scale)", title=title or "all layers, log scale",
               ax=ax_log, **kwargs)
     low, high = zoom
@@ -86,10 +88,16 @@ def std_per_layer(stds: Mapping[str, Sequence[float]], *, title: Optional[str] =
     # keep each curve's colour: draw every curve, hiding the ones outside the band from this panel
     hidden = {k: [float("nan")] * len(v) for k, v in stds.items() if k not in inside}
     per_layer({k: inside.get(k, hidden.get(k)) for k in stds}, ylabel="std of the layer's activations",
-              title=f"zoom: curves within [{low}, {high}], linear scale", logy=False, ax=ax_lin, **kwargs)
+              title=f"zoom: within [{low}, {high}], linear", logy=False, ax=ax_lin, **kwargs)
     ax_lin.set_ylim(low, high)
-    if ax_lin.get_legend() is not None:
-        ax_lin.get_legend().remove()
+    handles, labels = ax_log.get_legend_handles_labels()
+    for ax in (ax_log, ax_lin):
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        ax.title.set_fontsize(10)
+    ax_log.set_ylabel("std of activations (log scale)")
+    ax_lin.set_ylabel("std of activations")
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return fig
 
 
