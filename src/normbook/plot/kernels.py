@@ -17,7 +17,7 @@ def bandwidth_bars(gbps: Dict[str, Dict[str, Tuple[float, float]]], copy_gbps: f
     line: the practical ceiling. Log scale, since the slowest and fastest paths differ by orders of magnitude."""
     passes = list(gbps)
     paths = list(dict.fromkeys(p for d in gbps.values() for p in d))
-    fig, ax = new_figure(width=6.4, height=3.6)
+    fig, ax = new_figure(width=6.4, height=4.0)
     width = 0.8 / len(paths)
     x = np.arange(len(passes))
     for i, path in enumerate(paths):
@@ -31,7 +31,10 @@ def bandwidth_bars(gbps: Dict[str, Dict[str, Tuple[float, float]]], copy_gbps: f
     ax.set_xticks(x, passes)
     ax.set_ylabel("achieved GB/s (minimal bytes / time)")
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left", ncol=2)
+    lows = [m - s for d in gbps.values() for m, s in d.values() if m == m]
+    ax.set_ylim(bottom=max(min(lows + [copy_gbps]) * 0.5, 1e-3))
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=3)
     if title:
         ax.set_title(title, fontsize=10)
     return fig
