@@ -12,7 +12,7 @@ __all__ = ["scale_invariance", "shared_statistics", "SHARING_LAYOUTS", "bn_graph
 
 
 def scale_invariance(scales: Sequence[float], grad_norms: Sequence[float], output_diffs: Sequence[float], *,
-                     width: float = 9.0, height: float = 3.8):
+                     width: float = 7.5, height: float = 3.6):
     """Two panels against the scale ``a`` of the weights before a BN layer (both axes logarithmic).
 
     Left: the norm of the gradient with respect to the scaled weights, with the line ``g(1) / a`` it should
@@ -31,7 +31,7 @@ def scale_invariance(scales: Sequence[float], grad_norms: Sequence[float], outpu
     ax_g.set_xlabel("scale $a$ of the weights")
     ax_g.set_ylabel(r"$\|\partial L / \partial W\|$ at $aW$")
     ax_g.set_title("gradient shrinks as 1/a", fontsize=10)
-    ax_g.legend(fontsize=8)
+    ax_g.legend(fontsize=9)
     diffs = np.asarray(output_diffs, dtype=float)
     keep = diffs > 0  # a = 1 is the reference itself (difference exactly 0): nothing to draw on a log axis
     ax_y.plot(scales[keep], diffs[keep], "s-", color=COLORS[2], markersize=5, linewidth=1.2)
@@ -39,7 +39,7 @@ def scale_invariance(scales: Sequence[float], grad_norms: Sequence[float], outpu
     ax_y.set_yscale("log")
     ax_y.set_xlabel("scale $a$ of the weights")
     ax_y.set_ylabel(r"max $|\mathrm{BN}(aWx) - \mathrm{BN}(Wx)|$")
-    ax_y.set_title("output unchanged (up to eps and rounding)", fontsize=10)
+    ax_y.set_title("output unchanged (up to eps, rounding)", fontsize=10)
     return fig
 
 
