@@ -460,8 +460,20 @@ def parallel_map(fn: Callable[[int], dict], n: int, processes: int = 2) -> list:
     if processes <= 1 or n <= 1 or "fork" not in mp.get_all_start_methods():
         with cpu_threads(1):
             return [fn(i) for i in range(n)]
-    with mp.get_context("fork").Pool(min(processes, n)) as pool:
-        return pool.map(fn, range(n), chunksize=1)
+    _PMAP_FN[:] = [fn]
+    try:
+        with mp.get_context("fork").Pool(min(processes, n)) as pool:
+            return pool.map(_pmap_call, range(n), chunksize=1)
+    finally:
+        _PMAP_FN.clear()
+
+
+_PMAP_FN: list = []
+
+
+def _pmap_call(i: int):
+    torch.set_num_threads(1)
+    return _PMAP_FN[0](i)
 
 
 def e4_sweep(norms: dict, batch_sizes: Sequence[int], seeds: Sequence[int], *, epochs: int = 3,
@@ -492,7 +504,7 @@ def e4_sweep(norms: dict, batch_sizes: Sequence[int], seeds: Sequence[int], *, e
     _E4_JOBS[:] = [jobs[i] for i in order]
     _e4_data(train_size, test_size)  # loaded once, before forking
     try:
-        rows = parallel_map(_e4_run, len(jobs), processes)
+        rows = parallel_map(_e4_run, len(jobs), processes)  # _e4_run is module-level
     finally:
         _E4_JOBS.clear()
     frame = pd.DataFrame(rows)
