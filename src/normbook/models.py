@@ -161,3 +161,121 @@ def small_resnet(norm: Optional[NormFactory] = None, *, width: int = 16, blocks:
 
 
 __all__ += ["BasicBlock", "small_resnet"]
+
+
+# ---------------------------------------------------------------- chapter 9: a small Vision Transformer
+class TokenBatchNorm(nn.Module):
+    """BatchNorm over tokens: input (N, L, d), one statistic per feature over all N*L tokens of the batch."""
+
+    def __init__(self, d: int, layers=nn, **kwargs) -> None:
+        super().__init__()
+        self.bn = layers.BatchNorm1d(d, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x.transpose(1, 2)).transpose(1, 2)
+
+
+def token_norm(kind: str, d: int, layers=nn) -> nn.Module:
+    """The normalization of one token vector of width d: "ln" (LayerNorm), "rms" (RMSNorm), "bn" (TokenBatchNorm)."""
+    if kind == "ln":
+        return layers.LayerNorm(d)
+    if kind == "rms":
+        return layers.RMSNorm(d)
+    if kind == "bn":
+        return TokenBatchNorm(d, layers)
+    raise ValueError(f"norm must be 'ln', 'rms' or 'bn', got {kind!r}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; with ``qk_norm`` a LayerNorm (or RMSNorm) of each head's queries and keys before
+    the dot product. ``max_logit`` holds the largest |q.k|/sqrt(d_head) of the last forward pass."""
+
+    def __init__(self, d: int, heads: int, qk_norm: bool = False, qk_kind: str = "ln", layers=nn) -> None:
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"d ({d}) must be divisible by heads ({heads})")
+        self.heads, self.dh = heads, d // heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.q_norm = token_norm(qk_kind, self.dh, layers) if qk_norm else nn.Identity()
+        self.k_norm = token_norm(qk_kind, self.dh, layers) if qk_norm else nn.Identity()
+        self.max_logit = float("nan")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, length, 3, self.heads, self.dh).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)               # (N, h, L, d_head)
+        logits = q @ k.transpose(-2, -1) / self.dh ** 0.5
+        self.max_logit = float(logits.detach().abs().max())
+        out = logits.softmax(-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(n, length, d))
+
+
+class TransformerBlock(nn.Module):
+    """One Transformer encoder block. ``placement="pre"``: x + f(norm(x)) for f = attention, then MLP (the residual
+    path carries no norm). ``"post"``: norm(x + f(x)) (the norm sits on the residual path, after the addition)."""
+
+    def __init__(self, d: int, heads: int, norm: str = "ln", placement: str = "pre", qk_norm: bool = False,
+                 mlp_ratio: int = 4, layers=nn) -> None:
+        super().__init__()
+        if placement not in ("pre", "post"):
+            raise ValueError(f"placement must be 'pre' or 'post', got {placement!r}")
+        self.placement = placement
+        self.norm1 = token_norm(norm, d, layers)
+        self.attn = SelfAttention(d, heads, qk_norm, "rms" if norm == "rms" else "ln", layers)
+        self.norm2 = token_norm(norm, d, layers)
+        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.placement == "pre":
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+        x = self.norm1(x + self.attn(x))
+        return self.norm2(x + self.mlp(x))
+
+
+def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(N, C, H, W) images -> (N, L, C*patch*patch) tokens, L = (H/patch)(W/patch), row-major patch order."""
+    n, c, h, w = x.shape
+    x = x.reshape(n, c, h // patch, patch, w // patch, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(n, (h // patch) * (w // patch), c * patch * patch)
+
+
+class ViT(nn.Module):
+    """A small Vision Transformer: linear patch embedding + learned positions, ``depth`` blocks, a final norm in
+    the pre-norm placement (post-norm blocks already end in one), mean over tokens, a linear head. Linear weights
+    Xavier-uniform, biases zero (the initialization Xiong et al. 2020 analyse)."""
+
+    def __init__(self, norm: str = "ln", placement: str = "pre", qk_norm: bool = False, *, d: int = 64,
+                 depth: int = 4, heads: int = 4, patch: int = 7, image_size: int = 28, in_channels: int = 1,
+                 num_classes: int = 10, layers=nn) -> None:
+        super().__init__()
+        self.patch = patch
+        tokens = (image_size // patch) ** 2
+        self.embed = nn.Linear(in_channels * patch * patch, d)
+        self.pos = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
+        self.blocks = nn.ModuleList(TransformerBlock(d, heads, norm, placement, qk_norm, layers=layers)
+                                    for _ in range(depth))
+        self.final_norm = token_norm(norm, d, layers) if placement == "pre" else nn.Identity()
+        self.head = nn.Linear(d, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(patchify(x, self.patch)) + self.pos
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.final_norm(h).mean(1))
+
+
+def vit(norm: str = "ln", placement: str = "pre", qk_norm: bool = False, *, layers=None, **kwargs) -> ViT:
+    """``ViT`` built from ``normbook.nn``'s LayerNorm/RMSNorm/BatchNorm1d (``layers=None``) or ``torch.nn``'s."""
+    if layers is None:
+        from . import nn as nbnn
+        layers = nbnn
+    return ViT(norm, placement, qk_norm, layers=layers, **kwargs)
+
+
+__all__ += ["TokenBatchNorm", "token_norm", "SelfAttention", "TransformerBlock", "patchify", "ViT", "vit"]
