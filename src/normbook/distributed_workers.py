@@ -145,7 +145,7 @@ def train_worker(rank: int, world_size: int, cfg: dict) -> dict:
             loss.backward()
             opt.step()
             t_step += time.perf_counter() - t0
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
     comm = D.comm_stats()
     model.eval()
@@ -155,3 +155,8 @@ def train_worker(rank: int, world_size: int, cfg: dict) -> dict:
     return {"acc": acc, "loss": losses, "step_seconds": t_step / max(step, 1),
             "sync_seconds": comm["seconds"] / max(step, 1), "sync_bytes": comm["bytes"] / max(step, 1),
             "sync_calls": comm["calls"] / max(step, 1)}
+
+
+def compare_worker(rank: int, world_size: int, cfgs: List[dict]) -> List[dict]:
+    """``train_worker`` for each config in turn, in the same processes (one spawn for a whole comparison)."""
+    return [train_worker(rank, world_size, cfg) for cfg in cfgs]

@@ -189,6 +189,8 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
     ``y = (x - mean) / sqrt(var + eps) * weight + bias``, with mean and biased var taken per channel over the
     N * prod(S) values of that channel.
     """
+    if input.dim() == 1 and input.numel() == 0 and input.is_floating_point():
+        return input.clone()                   # torch returns an empty result for a 0-element 1-D input
     _check_batch_norm_args(input, running_mean, running_var, weight, bias, training, eps)
     shape = _channel_shape(input)              # (1, C, 1, ..., 1)
     x = input.to(_opmath(input.dtype))         # float32 arithmetic for float16/bfloat16
@@ -287,7 +289,14 @@ def group_norm(input: Tensor, num_groups: int, weight: Optional[Tensor] = None, 
     if num_groups <= 0 or c % num_groups != 0:
         raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input "
                            f"of shape {list(input.shape)} and num_groups={num_groups}")
-    values_per_group = n * (c // num_groups) * input[0, 0].numel() if n * c > 0 else 0
+    spatial = 1
+    for size in input.shape[2:]:
+        spatial *= size
+    if c == 0:
+        raise RuntimeError(f"Expected number of channels to be greater than 0, got {c}")
+    if spatial == 0:
+        raise RuntimeError(f"Expected HxW to be greater than 0, got {spatial}")
+    values_per_group = n * (c // num_groups) * spatial
     if values_per_group == 1:  # torch's check: N * C/G * prod(S) == 1, in training and in evaluation
         raise ValueError(f"Expected more than 1 value per group, got input size {input.size()} with "
                          f"num_groups={num_groups}")
@@ -297,7 +306,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Optional[Tensor] = None, 
                                f"but got {name} of shape {list(p.shape)} and input of shape {list(input.shape)}")
     _check_param_dtypes(input, "group_norm", weight=weight, bias=bias)
     x = input.to(_opmath(input.dtype))
-    grouped = x.reshape(n, num_groups, -1)        # (N, G, C/G * prod(S))
+    grouped = x.reshape(n, num_groups, (c // num_groups) * spatial)   # (N, G, C/G * prod(S))
     mean, var, centered = _moments(grouped, [2])  # (N, G, 1) twice, and grouped - mean
     x_hat = (centered * torch.rsqrt(var + eps)).reshape(input.shape)
     return _affine(x_hat, weight, bias, _channel_shape(input)).to(input.dtype)
