@@ -65,9 +65,9 @@ def test_rms_norm(dtype, shape, eps):
 
 
 # channels-last 4-D (rows not a multiple of the tile), a 2-D (N, C) input, and a 3-D (N, C, L) input
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(3, 6, 5, 7), (2, 70, 3, 3), (9, 5), (4, 3, 11)])
-@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("dtype, shape, affine", [
+    (dtype, shape, True) for dtype in DTYPES for shape in [(3, 6, 5, 7), (2, 70, 3, 3), (9, 5), (4, 3, 11)]
+] + [(torch.float32, (3, 6, 5, 7), False), (torch.bfloat16, (9, 5), False)])
 def test_batch_norm_training(dtype, shape, affine):
     c = shape[1]
     x = (torch.randn(shape) * 2 + 3).to(dtype)
