@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .common import COLORS, new_figure
 
@@ -39,6 +40,12 @@ def residual_scale(scales: Mapping[str, Sequence[float]], curves: Mapping[str, S
     for i, (name, values) in enumerate(scales.items()):
         ax0.plot(np.arange(len(values)), values, marker="o", color=COLORS[i % len(COLORS)], label=name)
     ax0.set_yscale("log")
+    low = min(min(v) for v in scales.values())
+    high = max(max(v) for v in scales.values())
+    ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100) if low / 1.5 <= t <= high * 1.5]
+    ax0.set_yticks(ticks)
+    ax0.yaxis.set_major_formatter(ScalarFormatter())
+    ax0.yaxis.set_minor_formatter(NullFormatter())
     ax0.set_xlabel("residual block")
     ax0.set_ylabel("std of the residual stream")
     ax0.legend(fontsize=9)
@@ -71,5 +78,7 @@ def grouped_error_bars(frame, *, group: str = "batch_size", by: str = "norm", me
             ax.plot(np.full(len(values), x), values, "k.", ms=4)
     ax.set_xticks(range(len(groups)), [f"{group.replace('_', ' ')} {g}" for g in groups])
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=9, ncol=2)
+    top = float(frame[metric].max())
+    ax.set_ylim(0, top * 1.3)
+    ax.legend(fontsize=9, ncol=len(names), loc="upper center")
     return fig
