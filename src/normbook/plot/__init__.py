@@ -8,3 +8,4 @@ from .training import *  # noqa: F401,F403  chapter 6: learning curves and sweep
 from .practice import *  # noqa: F401,F403  chapter 7: fine-tuning, residual scale, small batches
 from .kernels import *  # noqa: F401,F403  chapter 10: achieved bandwidth against a copy
 from .transformers import *  # noqa: F401,F403  chapter 9: per-layer quantities, curves over seeds
+from .distributed import *  # noqa: F401,F403  chapter 8: per-process BN vs SyncBatchNorm
