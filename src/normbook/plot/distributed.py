@@ -34,5 +34,4 @@ def sync_comparison(acc: Mapping[str, Sequence[float]], step_ms: Mapping[str, Se
     ax2.set_ylabel("ms per step")
     ax2.set_title("time per training step")
     ax2.legend(fontsize=8)
-    fig.tight_layout()
     return fig
