@@ -41,6 +41,10 @@ def _db():
     if not _DB:
         from torch.testing._internal.common_methods_invocations import op_db
         from torch.testing._internal.common_modules import module_db
+        # Importing torch's test harness freezes the global cudnn flags (torch.backends.disable_global_flags),
+        # which makes every later normbook.seed_everything in this pytest process raise: unfreeze them.
+        # (torch.backends is a module wrapper: the flag lives in the globals of its functions.)
+        torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
         _DB["modules"] = {m.module_cls.__name__: m for m in module_db if m.module_cls.__name__ in MODULES}
         _DB["ops"] = [o for o in op_db if o.name.removeprefix("nn.functional.") in OPS]
     return _DB
