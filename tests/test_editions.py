@@ -70,16 +70,15 @@ def test_colab_edition_has_no_markup(chapter, colab_dir):
 
 def _solution_bodies(nb) -> list[str]:
     """The text lines of each solution block in the chapter (long enough to be distinctive)."""
+    cells = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    # lines the chapter also has outside its solutions (an exercise's skeleton repeated in its solution, say)
+    kept = {line.strip() for src in cells for line in student_edition.strip_solutions(src)[0].split("\n")}
     bodies = []
-    for cell in nb.cells:
-        if cell.cell_type != "markdown":
+    for source in cells:
+        if not student_edition.strip_solutions(source)[1]:
             continue
-        stripped, n = student_edition.strip_solutions(cell.source)
-        if not n:
-            continue
-        kept = set(stripped.split("\n"))
-        bodies += [line.strip() for line in cell.source.split("\n")
-                   if line not in kept and len(line.strip()) > 25 and not line.strip().startswith(":")]
+        bodies += [line.strip() for line in source.split("\n")
+                   if line.strip() not in kept and len(line.strip()) > 25 and not line.strip().startswith(":")]
     return bodies
 
 
