@@ -32,6 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import setup_cell  # noqa: E402
+import site_ext  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,23 +54,32 @@ def site_url(root: Path = ROOT) -> str:
     return base.rstrip("/") + "/"
 
 
+def block_end(lines: list, start: int) -> int:
+    """Index of the line that closes the fenced block opened at ``lines[start]`` (``len(lines)`` if none does).
+
+    Blocks of the same fence character and length nest (a ``:::`` admonition inside a ``:::`` one)."""
+    fence = FENCE.match(lines[start]).group("fence")
+    close = re.compile(r"^[ \t]*" + re.escape(fence[0]) + "{%d,}[ \t]*$" % len(fence))
+    j, depth = start + 1, 0
+    while j < len(lines):
+        inner = FENCE.match(lines[j])
+        if inner and inner.group("fence")[0] == fence[0] and len(inner.group("fence")) == len(fence):
+            depth += 1
+        elif close.match(lines[j]):
+            if depth == 0:
+                break
+            depth -= 1
+        j += 1
+    return j
+
+
 def bibliography(root: Path = ROOT) -> dict:
     """key -> (authors as cited, year)."""
     from pybtex.database import parse_file
 
     out = {}
     for key, entry in parse_file(str(root / "references.bib")).entries.items():
-        persons = entry.persons.get("author") or entry.persons.get("editor") or []
-        names = [" ".join(p.prelast_names + p.last_names) or " ".join(p.first_names) for p in persons]
-        names = [n.replace("{", "").replace("}", "") for n in names]
-        if not names:
-            who = entry.fields.get("organization", key)
-        elif len(names) == 1:
-            who = names[0]
-        elif len(names) == 2:
-            who = f"{names[0]} and {names[1]}"
-        else:
-            who = f"{names[0]} et al."
+        who = site_ext.author_names(entry)  # the site's own labels, so both editions cite alike
         out[key.lower()] = (who, entry.fields.get("year", "n.d."))
     return out
 
@@ -261,20 +271,9 @@ class Converter:
                 out.append(lines[i])
                 i += 1
                 continue
-            fence, indent = m.group("fence"), m.group("indent")
-            close = re.compile(r"^[ \t]*" + re.escape(fence[0]) + "{%d,}[ \t]*$" % len(fence))
-            j, depth = i + 1, 0
-            body = []
-            while j < len(lines):
-                inner = FENCE.match(lines[j])
-                if inner and inner.group("fence")[0] == fence[0] and len(inner.group("fence")) == len(fence):
-                    depth += 1
-                elif close.match(lines[j]):
-                    if depth == 0:
-                        break
-                    depth -= 1
-                body.append(lines[j])
-                j += 1
+            indent = m.group("indent")
+            j = block_end(lines, i)
+            body = lines[i + 1:j]
             options = {}
             while body and re.match(r"^\s*:[\w-]+:", body[0]):
                 k, _, v = body.pop(0).strip()[1:].partition(":")

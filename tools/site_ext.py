@@ -21,6 +21,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def author_names(entry) -> str:
+    """The author part of an author-year label for a pybtex entry: "Ioffe and Szegedy", "Zhang et al.", or the
+    organization (then the title) when the entry has no person. Shared by the site and the Colab edition."""
+    persons = entry.persons.get("author") or entry.persons.get("editor") or []
+    names = [" ".join(p.prelast_names + p.last_names) or " ".join(p.first_names) for p in persons]
+    names = [n.replace("{", "").replace("}", "") for n in names]
+    if not names:
+        return entry.fields.get("organization", entry.fields.get("title", entry.key))
+    if len(names) == 1:
+        return names[0]
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]}"
+    return f"{names[0]} et al."
+
+
 def execution_mode() -> str:
     return "fast" if os.environ.get("NORMBOOK_FAST", "") not in ("", "0") else "full"
 
@@ -114,19 +129,7 @@ def _register_bibliography_style() -> None:
 
         def _labels(self, sorted_entries):
             for entry in sorted_entries:
-                persons = entry.persons.get("author") or entry.persons.get("editor") or []
-                names = [" ".join(p.prelast_names + p.last_names) or " ".join(p.first_names)
-                         for p in persons]
-                names = [n.replace("{", "").replace("}", "") for n in names]
-                if not names:
-                    who = entry.fields.get("organization", entry.fields.get("title", entry.key))
-                elif len(names) == 1:
-                    who = names[0]
-                elif len(names) == 2:
-                    who = f"{names[0]} and {names[1]}"
-                else:
-                    who = f"{names[0]} et al."
-                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
+                yield f"{author_names(entry)}, {entry.fields.get('year', 'n.d.')}"
 
     class AuthorYearSorting(SortingStyle):
         """Author, year, title; braces ignored ({Stanford University} sorts under S), case folded."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from colab_edition import FENCE, SOLUTION  # noqa: E402
+from colab_edition import FENCE, SOLUTION, block_end  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_TAGS = {"solution", "solutions", "hide-solution"}
@@ -38,18 +38,7 @@ def strip_solutions(text: str) -> tuple[str, int]:
             out.append(lines[i])
             i += 1
             continue
-        fence = m.group("fence")
-        close = re.compile(r"^[ \t]*" + re.escape(fence[0]) + "{%d,}[ \t]*$" % len(fence))
-        j, depth = i + 1, 0
-        while j < len(lines):
-            inner = FENCE.match(lines[j])
-            if inner and inner.group("fence")[0] == fence[0] and len(inner.group("fence")) == len(fence):
-                depth += 1
-            elif close.match(lines[j]):
-                if depth == 0:
-                    break
-                depth -= 1
-            j += 1
+        j = block_end(lines, i)
         removed += 1
         i = j + 1
         # drop the blank line the block leaves behind, so the spacing of the rest does not change
