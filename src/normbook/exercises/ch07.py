@@ -22,6 +22,18 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _compare_value_and_grad(got, expected, wrt, what: str, wrt_name: str, gen):
+    """None if ``got`` matches ``expected`` and so does its gradient with respect to ``wrt`` under one random
+    upstream gradient (drawn from ``gen``); else the first mismatch."""
+    msg = compare(got, expected, what, rtol=1e-6, atol=1e-8)
+    if msg is not None:
+        return msg
+    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    (g_got,) = torch.autograd.grad(got, wrt, upstream)
+    (g_exp,) = torch.autograd.grad(expected, wrt, upstream)
+    return compare(g_got, g_exp, f"gradient with respect to {wrt_name}", rtol=1e-6, atol=1e-8)
+
+
 def check_frozen_bn_forward(student_fn: Callable, verbose: bool = True) -> CheckResult:
     """``student_fn(x, weight, bias, running_mean, running_var, eps)`` for x (N, C, H, W) against
     ``normbook.nn.FrozenBatchNorm2d`` (torchvision's formula)."""
@@ -58,13 +70,7 @@ def check_batch_renorm_forward(student_fn: Callable, verbose: bool = True) -> Ch
             rv = torch.rand(c, generator=g, dtype=torch.float64) * 4 + 0.1
             got = student_fn(x, rm.clone(), rv.clone(), 1e-5, r_max, d_max)
             expected = F.batch_renorm(x, rm.clone(), rv.clone(), None, None, True, 0.1, 1e-5, r_max, d_max)
-            msg = compare(got, expected, "x_hat", rtol=1e-6, atol=1e-8)
-            if msg is not None:
-                return msg
-            upstream = torch.randn(shape, generator=g, dtype=torch.float64)
-            (g_got,) = torch.autograd.grad(got, x, upstream)
-            (g_exp,) = torch.autograd.grad(expected, x, upstream)
-            return compare(g_got, g_exp, "gradient with respect to x", rtol=1e-6, atol=1e-8)
+            return _compare_value_and_grad(got, expected, x, "x_hat", "x", g)
         return run
     settings = [((8, 3), 1.0, 0.0), ((6, 4, 3, 3), 1.5, 0.5), ((4, 2, 5, 5), 3.0, 5.0), ((10, 3), 100.0, 100.0)]
     cases = [(f"x {s}, r_max={r}, d_max={d}", case(s, r, d, i)) for i, (s, r, d) in enumerate(settings)]
@@ -82,13 +88,7 @@ def check_weight_standardization(student_fn: Callable, verbose: bool = True) -> 
             w = (torch.randn(shape, generator=g, dtype=torch.float64) * 0.3 + 0.1).requires_grad_()
             got = student_fn(w, eps)
             expected = F.weight_standardization(w, eps)
-            msg = compare(got, expected, "standardized weight", rtol=1e-6, atol=1e-8)
-            if msg is not None:
-                return msg
-            upstream = torch.randn(shape, generator=g, dtype=torch.float64)
-            (g_got,) = torch.autograd.grad(got, w, upstream)
-            (g_exp,) = torch.autograd.grad(expected, w, upstream)
-            return compare(g_got, g_exp, "gradient with respect to w", rtol=1e-6, atol=1e-8)
+            return _compare_value_and_grad(got, expected, w, "standardized weight", "w", g)
         return run
     cases = [(f"w {s}, eps={e}", case(s, e, i)) for i, (s, e) in
              enumerate([((4, 3, 3, 3), 1e-5), ((2, 5, 1, 1), 1e-5), ((3, 2, 5, 5), 1e-2)])]
