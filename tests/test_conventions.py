@@ -17,10 +17,22 @@ def test_chapter_follows_conventions(path):
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
 
 
+def _markdown(src):
+    return {"cell_type": "markdown", "metadata": {}, "source": src}
+
+
+def test_a_chapter_has_exactly_one_title():
+    one = {"cells": [_markdown("# Title\n\n```python\n# a comment, not a heading\n```"), _markdown("## Section")]}
+    assert nbconventions.problems(one) == []
+    two = {"cells": [_markdown("# Title"), _markdown("# Another chapter's title")]}
+    assert any("2 level-1 headings (cells 0, 1)" in p for p in nbconventions.problems(two))
+    assert any("0 level-1 headings" in p for p in nbconventions.problems({"cells": [_markdown("## only")]}))
+
+
 def test_fix_tags_glue_cells_and_check_comments():
     cell = lambda src: {"cell_type": "code", "metadata": {}, "outputs": [], "source": src}  # noqa: E731
     nb = {"cells": [cell("# NBVAL_CHECK_OUTPUT\nprint(1)"), cell("x = 2\nglue('x', x)"),
-                    cell("glue('fig_a', fig, display=False)")]}
+                    cell("glue('fig_a', fig, display=False)"), _markdown("# Title")]}
     assert len(nbconventions.problems(nb)) == 4  # comment, mixed cell, untagged glue cell, figure display
     nbconventions.fix(nb)
     assert nbconventions.problems(nb) == []

@@ -114,6 +114,28 @@ def test_compare_layers_same_start_same_curve(tiny):
     assert len(plot.loss_comparison(result).axes) == 2
 
 
+def test_compare_layers_in_two_processes_with_the_book_layers_compiled(tiny):
+    """E5 as chapter 6 runs it: the book's LeNet-BN (closed-form backward, trained through torch.compile) in one
+    process, torch.nn's (eager) in another; the same start, the same batches, the same curve up to rounding.
+    Training happens in the forked children only, so this process may still fork afterwards."""
+    from normbook.train import compile_available
+    if not compile_available():
+        pytest.skip("torch.compile is not available on this machine")
+
+    def book():
+        return nbnn.set_backward(ex.lenet_model(True, nbnn), "closed_form")
+
+    result = ex.compare_layers(book, lambda: ex.lenet_model(True, torch.nn), tiny, seed=0, epochs=2, lr=1.0,
+                               compile=(True, False), processes=2)
+    assert result["initial_param_diff"] == 0.0
+    assert len(result["a"].batch_loss) == len(result["b"].batch_loss) == 2 * (512 // 256)
+    assert result["max_loss_diff"] < 1e-4
+    assert result["a"].test_acc == pytest.approx(result["b"].test_acc, abs=2 / len(tiny.y_test))
+    # after the compiled run in a child, this process can still fork and train
+    again = ex.parallel_map(lambda i: ex.run_seeds(book, tiny, seeds=[i], epochs=1, lr=1.0), 2, 2)
+    assert len(again) == 2
+
+
 def test_recompute_bn_statistics(tiny):
     model = ex.lenet_model(True, torch.nn)
     train_loader, test_loader = tiny.loaders(128)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import json
 import sys
 import uuid
@@ -65,9 +66,33 @@ def _new_code_cell(source: str, tags: list) -> dict:
             "metadata": {"tags": list(tags)}, "outputs": [], "source": source}
 
 
+def _titles(nb: dict) -> list:
+    """(cell index, line) of every level-1 Markdown heading outside fenced blocks."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        fence = None
+        for line in _source(cell).splitlines():
+            marker = re.match(r"^(`{3,}|:{3,})", line)
+            if marker:
+                if fence is None:
+                    fence = marker.group(1)
+                elif line.strip() == fence:
+                    fence = None
+                continue
+            if fence is None and line.startswith("# "):
+                found.append((i, line))
+    return found
+
+
 def problems(nb: dict) -> list:
     """Every convention the notebook breaks, as readable strings."""
     found = []
+    titles = _titles(nb)
+    if len(titles) != 1:
+        found.append(f"{len(titles)} level-1 headings (cells {', '.join(str(i) for i, _ in titles)}): a chapter "
+                     "has exactly one title; the others belong to another page or should be '##'")
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue

@@ -36,7 +36,7 @@ RUNTIMES = {
     "03": {"gpu": "under a minute", "cpu": "about 1 minute", "fast": "under a minute"},
     "04": {"gpu": "under a minute", "cpu": "about 1 minute", "fast": "under a minute"},
     "05": {"gpu": "under a minute", "cpu": "about 1 minute", "fast": "under a minute"},
-    "06": {"gpu": "about 3 minutes", "cpu": "about 10 minutes", "fast": "about 1 minute",
+    "06": {"gpu": "about 3 minutes", "cpu": "about 8 minutes", "fast": "about 1 minute",
            "accelerator": "GPU"},  # the Colab edition asks Colab for a GPU runtime
     "07": {"gpu": "about 2 minutes", "cpu": "about 4 minutes", "fast": "about 1 minute"},
     "08": {"gpu": "about 3 minutes", "cpu": "about 4 minutes", "fast": "about 1 minute"},  # CPU processes (gloo)

@@ -221,8 +221,9 @@ def _sweep(values: Iterable, settings: dict, dataset: Data, *, column: str, seed
 
 def lr_sweep(models_: dict[str, Callable[[], nn.Module]], dataset: Data, lrs: Sequence[float], *,
              seeds: Sequence[int] = (0,), epochs: int, batch_size: int = 256, init: Optional[Callable] = xavier_init,
-             progress: bool = False) -> pd.DataFrame:
+             progress: bool = False, **train_kwargs) -> pd.DataFrame:
     """Final test accuracy for each model (name -> constructor) at each learning rate, per seed (E2).
+    ``train_kwargs`` (e.g. ``compile=True``) go to :func:`normbook.train.train`.
 
     Returns one row per (model, lr, seed): model, lr, seed, train_loss, train_acc, test_acc, best_test_acc,
     diverged, epochs."""
@@ -230,15 +231,16 @@ def lr_sweep(models_: dict[str, Callable[[], nn.Module]], dataset: Data, lrs: Se
         torch.manual_seed(seed)
         train_loader, test_loader = dataset.loaders(batch_size, seed)
         return train(make_model(), train_loader, test_loader, epochs=epochs, lr=float(lr), init=init, seed=seed,
-                     device=dataset.device, progress=False)
+                     device=dataset.device, progress=False, **train_kwargs)
     return _sweep(lrs, models_, dataset, column="lr", seeds=seeds, epochs=epochs, progress=progress, run=run)
 
 
 def init_sweep(models_: dict[str, tuple[Callable[[], nn.Module], float]], dataset: Data, scales: Sequence[float], *,
                seeds: Sequence[int] = (0,), epochs: int, batch_size: int = 256,
-               progress: bool = False) -> pd.DataFrame:
+               progress: bool = False, **train_kwargs) -> pd.DataFrame:
     """Final test accuracy for each model (name -> (constructor, lr)) with every Linear/Conv weight drawn from
-    N(0, scale^2), biases zero, at each scale, per seed (E3; cs231n's weight-scale sweep).
+    N(0, scale^2), biases zero, at each scale, per seed (E3; cs231n's weight-scale sweep). ``train_kwargs`` go
+    to :func:`normbook.train.train`.
 
     Returns one row per (model, scale, seed), columns as :func:`lr_sweep` with ``scale`` for ``lr``."""
     def run(setting, scale, seed):
@@ -246,7 +248,7 @@ def init_sweep(models_: dict[str, tuple[Callable[[], nn.Module], float]], datase
         torch.manual_seed(seed)
         train_loader, test_loader = dataset.loaders(batch_size, seed)
         return train(make_model(), train_loader, test_loader, epochs=epochs, lr=lr, init=scaled_normal_init(scale),
-                     seed=seed, device=dataset.device, progress=False)
+                     seed=seed, device=dataset.device, progress=False, **train_kwargs)
     return _sweep(scales, models_, dataset, column="scale", seeds=seeds, epochs=epochs, progress=progress, run=run)
 
 
@@ -290,9 +292,13 @@ def largest_trainable(sweep: pd.DataFrame, column: str = "lr", threshold: float 
 
 
 def compare_layers(make_a: Callable[[], nn.Module], make_b: Callable[[], nn.Module], dataset: Data, *, seed: int,
-                   epochs: int, lr: float, batch_size: int = 256, init: Optional[Callable] = xavier_init) -> dict:
+                   epochs: int, lr: float, batch_size: int = 256, init: Optional[Callable] = xavier_init,
+                   compile: Sequence[bool] = (False, False), processes: int = 1) -> dict:
     """Train two builds of the same architecture (e.g. from normbook.nn and from torch.nn) from the same seed:
     the same initial weights (``b`` starts from ``a``'s state_dict), the same batches in the same order.
+    ``compile``: whether each of the two trains through ``torch.compile`` (see :func:`normbook.train.train`).
+    ``processes=2`` trains the two at the same time in two forked processes (:func:`parallel_map`), one thread
+    each; the models passed in stay untrained then (only the histories come back).
 
     Returns ``{"a": History, "b": History, "max_loss_diff": max |loss_a - loss_b| over all steps,
     "step_loss_diff": the per-step differences (list), "initial_param_diff": max difference of the initial
@@ -307,13 +313,12 @@ def compare_layers(make_a: Callable[[], nn.Module], make_b: Callable[[], nn.Modu
     initial = max((a - b).abs().max().item() for a, b in zip(model_a.state_dict().values(),
                                                                model_b.state_dict().values())
                   if a.is_floating_point())
-    histories = []
-    for model in (model_a, model_b):
+    def run(i: int) -> History:
         train_loader, test_loader = dataset.loaders(batch_size, seed)
         with dataset.threads_context():
-            histories.append(train(model, train_loader, test_loader, epochs=epochs, lr=lr, init=None, seed=seed,
-                                   device=dataset.device, progress=False))
-    a, b = histories
+            return train((model_a, model_b)[i], train_loader, test_loader, epochs=epochs, lr=lr, init=None,
+                         seed=seed, device=dataset.device, progress=False, compile=bool(compile[i]))
+    a, b = parallel_map(run, 2, processes) if processes > 1 else [run(0), run(1)]
     diffs = [abs(x - y) for x, y in zip(a.batch_loss, b.batch_loss)]
     return {"a": a, "b": b, "max_loss_diff": max(diffs), "step_loss_diff": diffs, "initial_param_diff": initial}
 

@@ -22,7 +22,7 @@ from torch import nn
 from .config import device as default_device
 from .config import in_ci, seed_everything
 
-__all__ = ["History", "train", "evaluate", "xavier_init", "scaled_normal_init", "OPTIMIZERS"]
+__all__ = ["History", "train", "evaluate", "xavier_init", "scaled_normal_init", "compile_available", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -135,7 +135,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
           optimizer: str = "sgd", weight_decay: float = 0.0, device: Union[torch.device, str, None] = None,
           init: Optional[Callable[[nn.Module], object]] = None, seed: Optional[int] = 0, progress: bool = True,
           desc: str = "train", stop_on_divergence: bool = True,
-          on_epoch_end: Optional[Callable[[nn.Module, int], dict]] = None) -> History:
+          on_epoch_end: Optional[Callable[[nn.Module, int], dict]] = None, compile: bool = False) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` passes over ``train_loader``; return a :class:`History`.
 
     - ``model`` maps X (B, ...) to logits (B, num_classes); ``train_loader`` yields ``(X, y)`` with y (B,) int64
@@ -151,6 +151,12 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
       remaining epochs with NaN loss and the last test accuracy (chance level, typically) instead of training on.
     - ``on_epoch_end(model, epoch) -> dict``: called after each epoch's evaluation (leave the model as found);
       its values are appended to ``history.extra[name]`` (NaN for epochs skipped after divergence).
+    - ``compile``: run the training steps through ``torch.compile(model)`` (chapter 10): the same arithmetic,
+      fused into fewer kernels. Only the training forward is compiled, so evaluation and ``on_epoch_end`` see the
+      eager ``model``; the first step pays the compilation (seconds to a minute; later models of the same
+      architecture in the same process reuse it). PyTorch's autograd cannot be used in a process forked after a
+      compiled backward ran, so compile inside the workers (as chapter 6 does with
+      :func:`normbook.experiments.parallel_map`), not before forking them.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -166,6 +172,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
     if init is not None:
         init(model)
     model.to(dev)
+    step_model = torch.compile(model) if compile else model
     opt = _make_optimizer(optimizer, model.parameters(), float(lr), weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     history = History()
@@ -187,7 +194,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
         start = time.perf_counter()
         for X, y in train_loader:
             X, y = X.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            logits = model(X)
+            logits = step_model(X)
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -226,3 +233,15 @@ def _record(history: History, epoch: int, train_loss: float, train_acc: float, t
     history.test_acc.append(test_acc)
     history.examples_per_sec.append(examples_per_sec)
     history.batch_loss.extend(batch_loss)
+
+
+def compile_available(device: Union[torch.device, str, None] = None) -> bool:
+    """Whether ``torch.compile`` works on this machine: it compiles and runs a tiny function (forward only, so a
+    process may still fork afterwards). On a CPU it needs a C++ compiler, on a GPU Triton; where it fails, train
+    without ``compile`` (the same arithmetic, eager)."""
+    dev = torch.device(device) if device is not None else default_device()
+    try:
+        fn = torch.compile(lambda x: torch.sigmoid(x) * 2.0 + 1.0)
+        return bool(torch.isfinite(fn(torch.ones(8, device=dev))).all())
+    except Exception:  # noqa: BLE001 - any failure (no compiler, unsupported platform) means "not here"
+        return False
