@@ -92,6 +92,14 @@ def test_verdicts_agree_with_their_numbers(executed):
     assert ("exceeded" in g["ch6_sum_e4"]) == (d > 0)
     # the throughput verdict matches the ratio
     assert (g["ch6_speed_verdict"] == "at least as fast as") == (g["ch6_speed_ratio"] >= 1)
+    # the controlled comparison: each verdict is the one its difference and standard deviation give
+    for key in ("own", "shared"):
+        d, sd = g[f"ch6_ctrl_{key}_dacc"], g[f"ch6_ctrl_{key}_sdacc"]
+        expected = "indistinguishable" if abs(d) <= 2 * sd else ("higher than" if d > 0 else "lower than")
+        assert g[f"ch6_ctrl_{key}_acc"].startswith(expected)
+    # the sweep's budget note says whether the plain network trained at some rate
+    assert g["ch6_e2_budget_note"].startswith("The budget is chosen") == \
+        (not g["ch6_e2_plain_phrase"].startswith("at none"))
     # E1: "higher"/"lower" matches the sign of the gap between the means
     gap = g["ch6_e1_bn_test_acc_mean"] - g["ch6_e1_plain_test_acc_mean"]
     assert g["ch6_e1_verdict"] == ("higher" if gap > 0 else "lower")
