@@ -38,9 +38,9 @@ RUNTIMES = {
     "05": {"gpu": "under a minute", "cpu": "about 1 minute", "fast": "under a minute"},
     "06": {"gpu": "about 3 minutes", "cpu": "about 8 minutes", "fast": "about 1 minute",
            "accelerator": "GPU"},  # the Colab edition asks Colab for a GPU runtime
-    "07": {"gpu": "about 2 minutes", "cpu": "about 4 minutes", "fast": "about 1 minute"},
-    "08": {"gpu": "about 3 minutes", "cpu": "about 4 minutes", "fast": "about 1 minute"},  # CPU processes (gloo)
-    "09": {"gpu": "about 1 minute", "cpu": "about 3 minutes", "fast": "about 1 minute"},
+    "07": {"gpu": "about 2 minutes", "cpu": "about 2 minutes", "fast": "about 1 minute"},
+    "08": {"gpu": "about 3 minutes", "cpu": "about 1 minute", "fast": "about 1 minute"},  # CPU processes (gloo)
+    "09": {"gpu": "about 1 minute", "cpu": "about 2 minutes", "fast": "about 1 minute"},
     "10": {"gpu": "about 1 minute", "cpu": "about 1 minute", "fast": "about 1 minute"},
 }
 DEFAULT = {"gpu": "a few minutes", "cpu": "up to 6 minutes", "fast": "about 1 minute"}
