@@ -2,10 +2,10 @@
 
 Every outcome in chapter 6's prose is either a glued value chosen by the code from the runs of that execution,
 or a fixed sentence that holds only if certain results came out a certain way. This test reads the glued values
-of an executed copy of the chapter (the committed notebook, whose outputs are those of its last execution; or,
-with ``NORMBOOK_CLAIMS_EXECUTE=1``, a fresh FAST-mode execution) and checks, claim by claim, that each fixed
-sentence is still on the page and that the results backing it hold. A new fixed outcome sentence belongs in
-CLAIMS below.
+of an executed copy of the chapter (the committed notebook, whose outputs are those of its last, full-mode
+execution; or, with ``NORMBOOK_CLAIMS_EXECUTE=1``, a fresh FAST-mode execution: ``make claims-fast``, part of
+``make test``) and checks, claim by claim, that each fixed sentence is still on the page and that the results
+backing it hold. A new fixed outcome sentence belongs in CLAIMS below.
 """
 import json
 import os
