@@ -1,7 +1,7 @@
 """The shared checker machinery: a right answer passes, a wrong one fails with a message that says where."""
 import torch
 
-from normbook.exercises import compare, run_check
+from normbook.exercises import compare, compare_all, run_check
 
 
 def test_compare_accepts_equal_and_reports_shape_and_value_mismatch():
@@ -12,6 +12,17 @@ def test_compare_accepts_equal_and_reports_shape_and_value_mismatch():
     assert "differs" in message and "flat index 4" in message
     assert "None" in compare(None, x)
     assert "NaN" in compare(x / 0 * 0, x)
+
+
+def test_compare_all_checks_the_count_then_each_value_in_order():
+    a, b = torch.ones(3), torch.zeros(2)
+    assert compare_all((a, b), (a, b), ("a", "b")) is None
+    assert compare_all([a, b], (a, b), ("a", "b")) is None
+    assert compare_all(a, (a, b), ("a", "b")) == "expected a tuple (a, b)"
+    assert compare_all((a,), (a, b), ("a", "b")) == "expected a tuple (a, b)"
+    assert compare_all((a, b + 1), (a, b), ("a", "b")).startswith("b differs")
+    assert compare_all((a + 1, b + 1), (a, b), ("a", "b")).startswith("a differs")
+    assert compare_all((a, b + 1e-7), (a, b), ("a", "b"), rtol=0, atol=1e-8).startswith("b differs")
 
 
 def test_run_check_counts_failures_and_survives_exceptions(capsys):

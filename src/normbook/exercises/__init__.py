@@ -12,11 +12,11 @@ One module per chapter (``ch01`` ... ``ch10``); the shared machinery is here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["CheckResult", "compare", "run_check"]
+__all__ = ["CheckResult", "compare", "compare_all", "run_check"]
 
 
 @dataclass
@@ -66,6 +66,19 @@ def compare(got, expected, what: str = "output", rtol: float = 1e-5, atol: float
         return (f"{what} differs: max abs error {err.max().item():.3g} "
                 f"(at flat index {worst}: got {got64.flatten()[worst].item():.6g}, "
                 f"expected {exp64.flatten()[worst].item():.6g})")
+    return None
+
+
+def compare_all(got, expected: Sequence, names: Sequence[str], rtol: float = 1e-5,
+                atol: float = 1e-6) -> Optional[str]:
+    """For a function that returns several tensors: None if ``got`` is a tuple (or list) of ``len(names)`` values
+    each matching its ``expected`` (see :func:`compare`), else the first problem, a wrong count first."""
+    if not isinstance(got, (tuple, list)) or len(got) != len(names):
+        return f"expected a tuple ({', '.join(names)})"
+    for value, reference, what in zip(got, expected, names):
+        message = compare(value, reference, what, rtol=rtol, atol=atol)
+        if message is not None:
+            return message
     return None
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import CheckResult, compare, run_check
+from . import CheckResult, compare, compare_all, run_check
 
 __all__ = ["check_batch_norm_forward", "check_batch_norm_backward"]
 
@@ -52,16 +52,10 @@ def check_batch_norm_backward(student_fn: Callable, verbose: bool = True) -> Che
         def run():
             x, gamma, beta, dy = _inputs(shape, seed)
             got = student_fn(dy.clone(), x.clone(), gamma.clone(), eps)
-            if not isinstance(got, (tuple, list)) or len(got) != 3:
-                return "expected a tuple (dx, dgamma, dbeta)"
             xr, gr, br = (t.clone().requires_grad_() for t in (x, gamma, beta))
             y = F.batch_norm(xr, None, None, gr, br, training=True, eps=eps)
             expected = torch.autograd.grad(y, (xr, gr, br), dy)
-            for what, a, b in zip(("dx", "dgamma", "dbeta"), got, expected):
-                msg = compare(a, b, what, rtol=1e-6, atol=1e-8)
-                if msg is not None:
-                    return msg
-            return None
+            return compare_all(got, expected, ("dx", "dgamma", "dbeta"), rtol=1e-6, atol=1e-8)
         return run
     shapes = [(8, 3), (2, 5), (16, 4), (5, 1)]
     cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in

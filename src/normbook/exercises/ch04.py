@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import CheckResult, compare, run_check
+from . import CheckResult, compare, compare_all, run_check
 
 __all__ = ["check_running_update", "check_population_stats", "check_fold"]
 
@@ -32,11 +32,9 @@ def check_running_update(student_fn: Callable, verbose: bool = True) -> CheckRes
             rm, rv = torch.randn(c, generator=g, dtype=torch.float64), torch.rand(c, generator=g,
                                                                                  dtype=torch.float64) + 0.5
             got = student_fn(rm.clone(), rv.clone(), x.clone(), momentum)
-            if not isinstance(got, (tuple, list)) or len(got) != 2:
-                return "expected a tuple (new_mean, new_var)"
             F.batch_norm(x, rm, rv, training=True, momentum=momentum)
-            return (compare(got[0], rm, "new running_mean", rtol=1e-9, atol=1e-12)
-                    or compare(got[1], rv, "new running_var", rtol=1e-9, atol=1e-12))
+            return compare_all(got, (rm, rv), ("new running_mean", "new running_var"), rtol=1e-9,
+                               atol=1e-12)
         return run
     cases = [(f"x {s}, momentum={m}", case(s, m, i))
              for i, (s, m) in enumerate(zip(_SHAPES, (0.1, 0.3, 0.01, 1.0)))]
@@ -57,10 +55,8 @@ def check_population_stats(student_fn: Callable, verbose: bool = True) -> CheckR
             for b in batches:
                 ref(b.reshape(shape[0], shape[1], -1) if len(shape) > 2 else b)
             got = student_fn([b.clone() for b in batches])
-            if not isinstance(got, (tuple, list)) or len(got) != 2:
-                return "expected a tuple (mean, var)"
-            return (compare(got[0], ref.running_mean, "mean", rtol=1e-9, atol=1e-12)
-                    or compare(got[1], ref.running_var, "var", rtol=1e-9, atol=1e-12))
+            return compare_all(got, (ref.running_mean, ref.running_var), ("mean", "var"), rtol=1e-9,
+                               atol=1e-12)
         return run
     cases = [(f"{k} batches of {s}", case(s, k, i))
              for i, (s, k) in enumerate(zip(_SHAPES, (1, 3, 5, 2)))]

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from . import CheckResult, compare, run_check
+from . import CheckResult, compare, compare_all, run_check
 
 __all__ = ["check_minimal_bytes", "check_merge_moments", "check_layer_norm_backward_rows"]
 
@@ -77,13 +77,7 @@ def check_layer_norm_backward_rows(student_fn: Callable, verbose: bool = True) -
             y = torch.nn.functional.layer_norm(x, (d,), w, b, 1e-5)
             expected = torch.autograd.grad(y, (x, w, b), dy)
             got = student_fn(x.detach().clone(), dy.clone(), w.detach().clone(), 1e-5)
-            if not isinstance(got, (tuple, list)) or len(got) != 3:
-                return "expected a tuple (dx, dweight, dbias)"
-            for name, gv, ev in zip(("dx", "dweight", "dbias"), got, expected):
-                msg = compare(gv, ev, name, rtol=1e-7, atol=1e-9)
-                if msg:
-                    return msg
-            return None
+            return compare_all(got, expected, ("dx", "dweight", "dbias"), rtol=1e-7, atol=1e-9)
         return run
     cases = [(f"x ({m}, {d})", case(m, d, i)) for i, (m, d) in enumerate([(4, 8), (3, 37), (16, 5), (1, 64)])]
     return run_check("layer_norm_backward_rows", cases, verbose=verbose,
