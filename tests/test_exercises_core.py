@@ -1,7 +1,7 @@
 """The shared checker machinery: a right answer passes, a wrong one fails with a message that says where."""
 import torch
 
-from normbook.exercises import compare, compare_all, run_check
+from normbook.exercises import compare, compare_all, moments, run_check
 
 
 def test_compare_accepts_equal_and_reports_shape_and_value_mismatch():
@@ -23,6 +23,14 @@ def test_compare_all_checks_the_count_then_each_value_in_order():
     assert compare_all((a, b + 1), (a, b), ("a", "b")).startswith("b differs")
     assert compare_all((a + 1, b + 1), (a, b), ("a", "b")).startswith("a differs")
     assert compare_all((a, b + 1e-7), (a, b), ("a", "b"), rtol=0, atol=1e-8).startswith("b differs")
+
+
+def test_moments_are_count_mean_and_sum_of_squared_deviations():
+    t = torch.tensor([[1.0, 2.0], [3.0, 6.0]], dtype=torch.float64)
+    n, mean, m2 = moments(t)
+    assert n == 2.0 and mean.tolist() == [2.0, 4.0] and m2.tolist() == [2.0, 8.0]
+    n, mean, m2 = moments(t[:0])
+    assert n == 0.0 and mean.tolist() == [0.0, 0.0] and m2.tolist() == [0.0, 0.0]
 
 
 def test_run_check_counts_failures_and_survives_exceptions(capsys):

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["CheckResult", "compare", "compare_all", "run_check"]
+__all__ = ["CheckResult", "compare", "compare_all", "run_check", "generator", "moments"]
 
 
 @dataclass
@@ -67,6 +67,20 @@ def compare(got, expected, what: str = "output", rtol: float = 1e-5, atol: float
                 f"(at flat index {worst}: got {got64.flatten()[worst].item():.6g}, "
                 f"expected {exp64.flatten()[worst].item():.6g})")
     return None
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``: checkers draw each case's inputs from one, so every case repeats."""
+    return torch.Generator().manual_seed(seed)
+
+
+def moments(t: torch.Tensor) -> Tuple[float, torch.Tensor, torch.Tensor]:
+    """(count, mean, M2) of ``t`` over dim 0, M2 being the sum of squared deviations from the mean (the
+    statistics Chan et al.'s parallel update merges); zeros for an empty ``t``."""
+    if len(t) == 0:
+        return 0.0, t.new_zeros(t.shape[1:]), t.new_zeros(t.shape[1:])
+    mean = t.mean(0)
+    return float(t.shape[0]), mean, ((t - mean) ** 2).sum(0)
 
 
 def compare_all(got, expected: Sequence, names: Sequence[str], rtol: float = 1e-5,

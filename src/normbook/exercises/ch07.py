@@ -13,13 +13,9 @@ import torch
 
 from .. import functional as F
 from ..nn import FrozenBatchNorm2d
-from . import CheckResult, compare, run_check
+from . import CheckResult, compare, generator, run_check
 
 __all__ = ["check_frozen_bn_forward", "check_batch_renorm_forward", "check_weight_standardization"]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _compare_value_and_grad(got, expected, wrt, what: str, wrt_name: str, gen):
@@ -39,7 +35,7 @@ def check_frozen_bn_forward(student_fn: Callable, verbose: bool = True) -> Check
     ``normbook.nn.FrozenBatchNorm2d`` (torchvision's formula)."""
     def case(shape, eps, seed):
         def run():
-            g = _gen(seed)
+            g = generator(seed)
             c = shape[1]
             x = torch.randn(shape, generator=g) * 3 + 1
             frozen = FrozenBatchNorm2d(c, eps)
@@ -63,7 +59,7 @@ def check_batch_renorm_forward(student_fn: Callable, verbose: bool = True) -> Ch
     updated) against ``normbook.functional.batch_renorm``; also checks the gradient (r and d constants)."""
     def case(shape, r_max, d_max, seed):
         def run():
-            g = _gen(seed)
+            g = generator(seed)
             c = shape[1]
             x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 0.5).requires_grad_()
             rm = torch.randn(c, generator=g, dtype=torch.float64)
@@ -84,7 +80,7 @@ def check_weight_standardization(student_fn: Callable, verbose: bool = True) -> 
     ``normbook.functional.weight_standardization`` (values and gradient)."""
     def case(shape, eps, seed):
         def run():
-            g = _gen(seed)
+            g = generator(seed)
             w = (torch.randn(shape, generator=g, dtype=torch.float64) * 0.3 + 0.1).requires_grad_()
             got = student_fn(w, eps)
             expected = F.weight_standardization(w, eps)

@@ -11,13 +11,9 @@ from typing import Callable
 import torch
 
 from ..distributed import combine_moments
-from . import CheckResult, compare, run_check
+from . import CheckResult, compare, generator, moments, run_check
 
 __all__ = ["check_merge_moments", "check_sync_input_grad"]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def check_merge_moments(student_fn: Callable, verbose: bool = True) -> CheckResult:
@@ -25,16 +21,14 @@ def check_merge_moments(student_fn: Callable, verbose: bool = True) -> CheckResu
     count (P,), mean (P, C) and M2 (P, C); against the mean and M2 of the concatenated data (float64)."""
     def case(sizes, c, offset, seed):
         def run():
-            g = _gen(seed)
+            g = generator(seed)
             parts = [torch.randn(n, c, generator=g, dtype=torch.float64) * 3 + offset for n in sizes]
-            zeros = torch.zeros(c, dtype=torch.float64)
-            counts = torch.tensor([float(n) for n in sizes], dtype=torch.float64)
-            means = torch.stack([p.mean(0) if len(p) else zeros for p in parts])
-            m2s = torch.stack([((p - p.mean(0)) ** 2).sum(0) if len(p) else zeros for p in parts])
-            mean, m2 = student_fn(counts, means, m2s)
-            full = torch.cat(parts)
-            msg = compare(mean, full.mean(0), "mean", rtol=1e-10, atol=1e-10)
-            return msg or compare(m2, ((full - full.mean(0)) ** 2).sum(0), "M2", rtol=1e-10, atol=1e-9)
+            counts, means, m2s = zip(*(moments(p) for p in parts))
+            mean, m2 = student_fn(torch.tensor(counts, dtype=torch.float64), torch.stack(means),
+                                  torch.stack(m2s))
+            _, full_mean, full_m2 = moments(torch.cat(parts))
+            msg = compare(mean, full_mean, "mean", rtol=1e-10, atol=1e-10)
+            return msg or compare(m2, full_m2, "M2", rtol=1e-10, atol=1e-9)
         return run
     settings = [([4, 4], 3, 0.0), ([5, 1, 9], 2, 2.0), ([1, 1], 4, -1.0), ([3, 0, 6], 3, 1e3), ([2, 7, 3, 5], 1, 5.0)]
     cases = [(f"shards {s}, C={c}", case(s, c, o, i)) for i, (s, c, o) in enumerate(settings)]
@@ -50,7 +44,7 @@ def check_sync_input_grad(student_fn: Callable, verbose: bool = True) -> CheckRe
     batch."""
     def case(sizes, shape_rest, seed):
         def run():
-            g = _gen(seed)
+            g = generator(seed)
             c = shape_rest[0]
             x = (torch.randn(sum(sizes), *shape_rest, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_()
             w = torch.rand(c, generator=g, dtype=torch.float64) + 0.5

@@ -11,13 +11,9 @@ from typing import Callable
 
 import torch
 
-from . import CheckResult, compare, compare_all, run_check
+from . import CheckResult, compare_all, generator, moments, run_check
 
 __all__ = ["check_minimal_bytes", "check_merge_moments", "check_layer_norm_backward_rows"]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def check_minimal_bytes(student_fn: Callable, verbose: bool = True) -> CheckResult:
@@ -44,18 +40,16 @@ def check_merge_moments(student_fn: Callable, verbose: bool = True) -> CheckResu
     the sum of squared deviations from the set's mean (Chan, Golub & LeVeque's parallel update)."""
     def case(n_a, n_b, shift, seed):
         def run():
-            g = _gen(seed)
+            g = generator(seed)
             a = torch.randn(n_a, 3, generator=g, dtype=torch.float64) + shift
             b = torch.randn(n_b, 3, generator=g, dtype=torch.float64) * 2 + shift + 1
-            moments = [(float(t.shape[0]), t.mean(0), ((t - t.mean(0)) ** 2).sum(0)) for t in (a, b)]
-            got = student_fn(*moments[0], *moments[1])
-            both = torch.cat([a, b])
+            got = student_fn(*moments(a), *moments(b))
+            n, mean, m2 = moments(torch.cat([a, b]))
             if not isinstance(got, (tuple, list)) or len(got) != 3:
                 return "expected a tuple (n, mean, m2)"
-            if abs(float(got[0]) - both.shape[0]) > 0:
-                return f"n is {got[0]}, expected {both.shape[0]}"
-            return (compare(got[1], both.mean(0), "mean", rtol=1e-9, atol=1e-9)
-                    or compare(got[2], ((both - both.mean(0)) ** 2).sum(0), "m2", rtol=1e-9, atol=1e-9))
+            if abs(float(got[0]) - n) > 0:
+                return f"n is {got[0]}, expected {int(n)}"
+            return compare_all(got[1:], (mean, m2), ("mean", "m2"), rtol=1e-9, atol=1e-9)
         return run
     cases = [(f"n_a={a}, n_b={b}, mean near {s}", case(a, b, s, i))
              for i, (a, b, s) in enumerate([(5, 7, 0.0), (1, 9, 3.0), (64, 3, 100.0), (10, 10, -2.0)])]
@@ -69,7 +63,7 @@ def check_layer_norm_backward_rows(student_fn: Callable, verbose: bool = True) -
     the rows, against autograd through ``torch.nn.functional.layer_norm``."""
     def case(m, d, seed):
         def run():
-            g = _gen(seed)
+            g = generator(seed)
             x = (torch.randn(m, d, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_()
             w = (torch.rand(d, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
             b = torch.randn(d, generator=g, dtype=torch.float64).requires_grad_()
