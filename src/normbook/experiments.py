@@ -318,7 +318,7 @@ def compare_layers(make_a: Callable[[], nn.Module], make_b: Callable[[], nn.Modu
         with dataset.threads_context():
             return train((model_a, model_b)[i], train_loader, test_loader, epochs=epochs, lr=lr, init=None,
                          seed=seed, device=dataset.device, progress=False, compile=bool(compile[i]))
-    a, b = parallel_map(run, 2, processes) if processes > 1 else [run(0), run(1)]
+    a, b = parallel_map(run, 2, processes)
     diffs = [abs(x - y) for x, y in zip(a.batch_loss, b.batch_loss)]
     return {"a": a, "b": b, "max_loss_diff": max(diffs), "step_loss_diff": diffs, "initial_param_diff": initial}
 
