@@ -30,7 +30,13 @@ help:
 	@echo "make lab     JupyterLab on chapters/ with the project's kernel"
 	@echo "make data   find or fetch Fashion-MNIST into data/;  make clean   remove build outputs"
 
+# NORMBOOK_NO_SETUP=1 skips the install step (a second checkout that shares another checkout's .venv, with its
+# own src/ on PYTHONPATH, must not re-install the shared environment).
+ifdef NORMBOOK_NO_SETUP
+setup: ;
+else
 setup: $(STAMP)
+endif
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
