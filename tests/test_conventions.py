@@ -11,9 +11,26 @@ nbconventions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(nbconventions)
 
 
+# Chapters whose verdict words still come from bare comparisons: each chapter's third/second edition removes its
+# number here (strict: a chapter that no longer breaks the rule fails until it is removed).
+BARE_VERDICTS_PENDING = {"02", "03", "06", "07", "08", "09", "10"}
+
+
+def _problems(path):
+    return nbconventions.problems(json.loads(path.read_text()))
+
+
 @pytest.mark.parametrize("path", nbconventions.chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapter_follows_conventions(path):
-    problems = nbconventions.problems(json.loads(path.read_text()))
+    problems = [p for p in _problems(path) if "bare comparison" not in p]
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", nbconventions.chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapter_verdicts_come_from_stats(path, request):
+    if path.stem[:2] in BARE_VERDICTS_PENDING:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="verdicts not yet from normbook.book.stats"))
+    problems = [p for p in _problems(path) if "bare comparison" in p]
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
 
 
@@ -40,3 +57,12 @@ def test_fix_tags_glue_cells_and_check_comments():
     assert nb["cells"][1]["source"] == "x = 2" and nb["cells"][2]["metadata"]["tags"] == ["remove-cell"]
     assert nb["cells"][3]["metadata"]["tags"] == ["remove-cell"]
     assert "display=True" in nb["cells"][3]["source"]
+
+
+def test_a_bare_sign_verdict_is_rejected():
+    """The fixture glues "higher"/"lower" from the sign of a difference (cell 2) and picks "faster than" by a
+    fixed threshold (cell 3); the stats-based verdict (cell 5) and the marked exact comparison (cell 6) pass."""
+    nb = json.loads((ROOT / "tests" / "fixtures" / "bare_sign_verdict.ipynb").read_text())
+    verdicts = [p for p in nbconventions.problems(nb) if "bare comparison" in p]
+    assert [p.split(":")[0] for p in verdicts] == ["cell 2 line 1", "cell 3 line 1"]
+    assert "normbook.book.stats" in verdicts[0]

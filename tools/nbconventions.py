@@ -11,6 +11,11 @@ Conventions (CONTRIBUTING.md explains why):
 - A figure is glued with ``display=True`` in a ``remove-cell`` cell: Jupyter and Colab show the figure as that
   cell's output, and the book shows it once, where ``{glue:figure}`` places it.
 - Code lines are at most 88 characters (the page's text column).
+- No comparative or outcome word is chosen by a bare comparison (``"higher" if gap > 0 else "lower"``,
+  ``"faster" if r < 0.95 else ...``): the sign of a noisy difference, or an ad-hoc threshold, is not a verdict.
+  Such words come from ``normbook.book.stats`` (``compare(...).word(...)``, ``training_outcome(...)``). A line
+  that compares an exact, noise-free quantity with a fixed value (an error against a tolerance) says so with the
+  comment ``# nbconventions: not-a-verdict`` and a reason.
 """
 from __future__ import annotations
 
@@ -86,6 +91,48 @@ def _titles(nb: dict) -> list:
     return found
 
 
+#: Words that state an outcome or a comparison; choosing one by a bare ``<``/``>`` test is a verdict without an
+#: interval.
+VERDICT_WORDS = re.compile(
+    r"\b(higher|lower|above|below|faster|slower|larger|smaller|greater|better|worse|beats?|exceed(s|ed)?|"
+    r"rais(es|ed)|lower(s|ed)|trains?|does not|more|less|fewer|improves?|helps?|hurts?|wider|narrower|"
+    r"rises?|rising|falls?|falling|flat|increases?|decreases?|outperforms?|same|equal|within|as fast)\b",
+    re.IGNORECASE)
+NOT_A_VERDICT = "# nbconventions: not-a-verdict"
+
+
+def _words_in(node: ast.AST) -> bool:
+    """Whether an expression is (or builds) a string holding a verdict word."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and VERDICT_WORDS.search(sub.value):
+            return True
+    return False
+
+
+def _order_test(node: ast.AST) -> bool:
+    return isinstance(node, ast.Compare) and any(isinstance(op, (ast.Lt, ast.Gt, ast.LtE, ast.GtE)) for op in node.ops)
+
+
+def bare_verdicts(src: str) -> list:
+    """Line numbers (1-based) where a verdict word is chosen by a bare order comparison: a conditional
+    expression ``"word" if a > b else ...`` or an ``if a > b:`` whose branch assigns or glues such a word."""
+    tree = _parse(src)
+    if tree is None:
+        return []
+    lines = src.splitlines()
+    hits = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.IfExp) and _order_test(node.test) and (_words_in(node.body) or _words_in(node.orelse)):
+            hits.add(node.lineno)
+        elif isinstance(node, ast.If) and _order_test(node.test):
+            branches = node.body + node.orelse
+            if any(_words_in(b) for b in branches if isinstance(b, (ast.Assign, ast.Expr, ast.AnnAssign))):
+                hits.add(node.lineno)
+    # the parse drops magic lines (%..., !...), so map back by content rather than trusting line numbers
+    kept = [l for l in lines if not l.lstrip().startswith(("%", "!"))]
+    return sorted(n for n in hits if NOT_A_VERDICT not in kept[n - 1])
+
+
 def problems(nb: dict) -> list:
     """Every convention the notebook breaks, as readable strings."""
     found = []
@@ -113,6 +160,9 @@ def problems(nb: dict) -> list:
         for s in glues:
             if _is_figure_glue(s) and _display_kw(s) is not True:
                 found.append(f"cell {i}: figure glued without display=True (Jupyter/Colab would not show it)")
+        for n in bare_verdicts(src):
+            found.append(f"cell {i} line {n}: a verdict word chosen by a bare comparison (the sign of a noisy "
+                         "difference or an ad-hoc threshold); use normbook.book.stats")
     return found
 
 
