@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from normbook import config, models
+from normbook import config
+from normbook.book import models
 
 
 def test_fast_mode_reads_the_environment(monkeypatch):

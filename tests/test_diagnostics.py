@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from normbook import diagnostics as D
-from normbook.models import batch_norm, deep_mlp
+from normbook.book import diagnostics as D
+from normbook.book.models import batch_norm, deep_mlp
 
 
 def test_recorder_collects_every_activation_and_removes_hooks():
@@ -86,27 +86,3 @@ def test_gradient_is_inversely_proportional_to_weight_scale_under_bn():
     ga, gb = D.gradient_norms_at_init(a, x), D.gradient_norms_at_init(b, x)
     assert gb[0] == pytest.approx(ga[0] / 10, rel=1e-4)
     assert gb[1:] == pytest.approx(ga[1:], rel=1e-4)
-
-
-def test_time_it():
-    calls = []
-    result = D.time_it(lambda: calls.append(1), repeats=3, number=5, warmup=2)
-    assert len(calls) == 2 + 3 * 5
-    assert result.repeats == 3 and result.number == 5 and len(result.times) == 3
-    assert result.min <= result.median <= result.max
-    assert "median of 3 runs of 5 calls" in str(result)
-    auto = D.time_it(lambda: sum(range(100)), repeats=2, min_time=0.01)
-    assert auto.number >= 1 and auto.median > 0
-    with pytest.raises(ValueError):
-        D.time_it(lambda: None, repeats=0)
-    with pytest.raises(ValueError):
-        D.time_it(lambda: None, number=0)
-
-
-def test_time_it_sets_and_restores_threads():
-    before = torch.get_num_threads()
-    seen = []
-    D.time_it(lambda: seen.append(torch.get_num_threads()), repeats=1, number=1, warmup=0, num_threads=1)
-    assert seen == [1] and torch.get_num_threads() == before
-    with pytest.raises(ValueError):
-        D.time_it(lambda: None, num_threads=0)

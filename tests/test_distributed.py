@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from normbook import distributed as D
-from normbook import distributed_workers as W
+from normbook.book import ch08 as W
+import _distributed_workers
 
 WORLD = 3
 CASES = {
@@ -144,7 +145,7 @@ def test_launch_reports_worker_errors():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.nn.SyncBatchNorm is GPU-only)")
 def test_matches_torch_syncbn_on_cuda():
     world = min(torch.cuda.device_count(), 2)
-    out = D.launch(W.torch_cuda_worker, world, [3, 5][:world] if world == 2 else [8], 4, backend="nccl",
+    out = D.launch(_distributed_workers.torch_cuda_worker, world, [3, 5][:world] if world == 2 else [8], 4, backend="nccl",
                    timeout=240)
     for diffs in out:
         assert all(v < 1e-4 for v in diffs.values()), diffs

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from normbook.exercises import ch01
+from normbook.book.exercises import ch01
 
 TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh)
 

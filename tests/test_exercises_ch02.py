@@ -1,7 +1,7 @@
 """Chapter 2's checkers: a right implementation passes, a wrong one fails."""
 import torch
 
-from normbook.exercises import ch02
+from normbook.book.exercises import ch02
 
 
 def forward_right(x, gamma, beta, eps):

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from normbook.exercises import ch03
+from normbook.book.exercises import ch03
 
 
 def test_reduction_dims():

@@ -1,7 +1,7 @@
 """Chapter 4's checkers: a right implementation passes, a wrong one fails."""
 import torch
 
-from normbook.exercises import ch04
+from normbook.book.exercises import ch04
 
 
 def _dims(x):

@@ -1,7 +1,7 @@
 """Chapter 6's checkers: a right implementation passes, a wrong one fails."""
 import math
 
-from normbook.exercises import ch06
+from normbook.book.exercises import ch06
 
 
 def values_per_statistic(kind, shape, num_groups=None):

@@ -1,7 +1,7 @@
 """Chapter 7's checkers: a right implementation passes, a wrong one fails."""
 import torch
 
-from normbook.exercises import ch07
+from normbook.book.exercises import ch07
 
 
 def frozen_right(x, weight, bias, running_mean, running_var, eps):

@@ -1,7 +1,7 @@
 """Chapter 8's checkers: a right implementation passes, a wrong one fails."""
 import torch
 
-from normbook.exercises import ch08
+from normbook.book.exercises import ch08
 
 
 def merge_right(counts, means, m2s):

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from normbook.exercises import ch09
+from normbook.book.exercises import ch09
 
 
 def attention(x, w_qkv, b_qkv, w_proj, b_proj, heads, scale=True):

@@ -1,7 +1,7 @@
 """Chapter 10's checkers: a right implementation passes, a wrong one fails."""
 import torch
 
-from normbook.exercises import ch10
+from normbook.book.exercises import ch10
 
 
 def bytes_right(numel, element_size, backward):

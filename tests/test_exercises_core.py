@@ -1,7 +1,7 @@
 """The shared checker machinery: a right answer passes, a wrong one fails with a message that says where."""
 import torch
 
-from normbook.exercises import compare, compare_all, moments, run_check
+from normbook.book.exercises import compare, compare_all, moments, run_check
 
 
 def test_compare_accepts_equal_and_reports_shape_and_value_mismatch():

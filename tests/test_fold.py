@@ -9,7 +9,7 @@ from torch import nn
 
 import normbook
 import normbook.nn as nbnn
-from normbook.models import batch_norm, lenet, small_cnn
+from normbook.book.models import batch_norm, lenet, small_cnn
 from _layer_helpers import DEVICES, randomize_, torch_takes
 
 

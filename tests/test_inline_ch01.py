@@ -1,12 +1,12 @@
 """Chapter 1's mechanism cells agree with normbook: the page's `mlp` builds the same network as
-`normbook.models.deep_mlp` from the same seed (weights, biases, layer types), and the page's forward hooks
+`normbook.book.models.deep_mlp` from the same seed (weights, biases, layer types), and the page's forward hooks
 measure what `normbook.diagnostics.activation_std` measures."""
 import pytest
 import torch
 from torch import nn
 
-from normbook import diagnostics
-from normbook.models import batch_norm, deep_mlp
+from normbook.book import diagnostics
+from normbook.book.models import batch_norm, deep_mlp
 from _notebook import mechanism_namespace
 
 

@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 import normbook
+import normbook.book.models
 import normbook.nn as N
-from normbook import inference
+from normbook.book import inference
+from normbook.batchnorm import recompute_batchnorm_stats
 from _notebook import mechanism_namespace
 
 
@@ -50,7 +52,7 @@ def test_updates_match_torch_layer(ns, momentum):
 
 
 def _net(layers):
-    return normbook.models.lenet(normbook.models.batch_norm(layers=layers))
+    return normbook.book.models.lenet(normbook.book.models.batch_norm(layers=layers))
 
 
 @pytest.mark.parametrize("layers", [N, nn])
@@ -63,7 +65,7 @@ def test_recompute_bn_stats(ns, layers):
     batches = [torch.rand(32, 1, 28, 28) for _ in range(4)]
     page, ours = copy.deepcopy(net), copy.deepcopy(net)
     ns["recompute_bn_stats"](page, batches)
-    inference.recompute_batchnorm_stats(ours, batches)
+    recompute_batchnorm_stats(ours, batches)
     assert not page.training
     for a, b in zip(page.state_dict().values(), ours.state_dict().values()):
         torch.testing.assert_close(a, b)

@@ -1,12 +1,12 @@
 """Chapter 6's mechanism cell agrees with normbook: values per statistic, the scaled learning rate and the
-training step of normbook.train.train."""
+training step of normbook.book.train.train."""
 import pytest
 import torch
 from torch import nn
 
-from normbook import experiments as ex
-from normbook import models
-from normbook.train import train
+from normbook.book import ch06, models
+from normbook.book import runs as ex
+from normbook.book.train import train
 from _notebook import mechanism_namespace
 
 
@@ -18,24 +18,24 @@ def ns():
 def test_values_per_statistic_matches_normbook(ns):
     page = ns["values_per_statistic"]
     for B in (2, 8, 32):
-        assert page("batch", (B, 256)) == ex.values_per_statistic(nn.BatchNorm1d(256), B)
-        assert page("group", (B, 256), 8) == ex.values_per_statistic(nn.GroupNorm(8, 256), B)
-        assert page("batch", (B, 16, 7, 7)) == ex.values_per_statistic(nn.BatchNorm2d(16), B, spatial=49)
-    assert page("layer", (2, 256)) == ex.values_per_statistic(nn.LayerNorm(256), 2)
+        assert page("batch", (B, 256)) == ch06.values_per_statistic(nn.BatchNorm1d(256), B)
+        assert page("group", (B, 256), 8) == ch06.values_per_statistic(nn.GroupNorm(8, 256), B)
+        assert page("batch", (B, 16, 7, 7)) == ch06.values_per_statistic(nn.BatchNorm2d(16), B, spatial=49)
+    assert page("layer", (2, 256)) == ch06.values_per_statistic(nn.LayerNorm(256), 2)
 
 
 def test_scaled_lr_matches_e4_sweep(ns):
-    frame = ex.e4_sweep({"BN": models.batch_norm()}, [4, 16], [0], epochs=1, train_size=64, test_size=32,
+    frame = ch06.e4_sweep({"BN": models.batch_norm()}, [4, 16], [0], epochs=1, train_size=64, val_size=32, test_size=32,
                         processes=1)
     assert frame.lr.tolist() == pytest.approx([ns["scaled_lr"](0.05, 4), ns["scaled_lr"](0.05, 16)])
 
 
 def test_train_step_is_normbooks_step(ns):
-    data = ex.load(train_size=128, test_size=64, device="cpu")
+    data = ex.load(train_size=128, val_size=64, test_size=64, device="cpu")
     train_loader, _ = data.loaders(32, seed=0)
     torch.manual_seed(0)
-    a = ex.e4_model(models.batch_norm(), width=32)
-    b = ex.e4_model(models.batch_norm(), width=32)
+    a = ch06.e4_model(models.batch_norm(), width=32)
+    b = ch06.e4_model(models.batch_norm(), width=32)
     b.load_state_dict(a.state_dict())
     history = train(a, train_loader, None, epochs=1, lr=0.1, init=None, seed=0, device="cpu", progress=False)
     opt = torch.optim.SGD(b.parameters(), lr=0.1)

@@ -1,9 +1,9 @@
-"""Chapter 9's Transformer block, as the page writes it, equals normbook.models.TransformerBlock."""
+"""Chapter 9's Transformer block, as the page writes it, equals normbook.book.models.TransformerBlock."""
 import pytest
 import torch
 from torch import nn
 
-from normbook import models
+from normbook.book import models
 import normbook.nn as nbnn
 from tests._notebook import mechanism_namespace
 

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import normbook
+import normbook.book.models
 import normbook.nn as nbnn
 from _layer_helpers import (DEVICES, FEW, HYPOTHESIS, LOW_PRECISION_TOL, bias_flags, close, grad_close, randomize_,
                             OLDER_TORCH, requires_reference_torch, torch_nn)
@@ -185,12 +186,12 @@ def test_reset_parameters_and_running_stats():
 # ---------------------------------------------------------------------------------------------------------------
 def test_state_dict_round_trip_in_a_model():
     torch.manual_seed(0)
-    theirs = normbook.models.lenet(normbook.models.batch_norm(layers=torch.nn))
-    ours = normbook.models.lenet(normbook.models.batch_norm(layers=nbnn))
+    theirs = normbook.book.models.lenet(normbook.book.models.batch_norm(layers=torch.nn))
+    ours = normbook.book.models.lenet(normbook.book.models.batch_norm(layers=nbnn))
     x = torch.randn(8, 1, 28, 28)
     theirs(x)
     ours.load_state_dict(theirs.state_dict())          # torch -> normbook, strict
-    back = normbook.models.lenet(normbook.models.batch_norm(layers=torch.nn))
+    back = normbook.book.models.lenet(normbook.book.models.batch_norm(layers=torch.nn))
     back.load_state_dict(ours.state_dict())            # normbook -> torch, strict
     for m in (ours, theirs, back):
         m.eval()
@@ -475,11 +476,11 @@ def test_low_precision_inputs(device, dtype, name, args, kwargs, shape):
 @pytest.mark.parametrize("factory,backward", [("batch_norm", "autograd"), ("batch_norm", "closed_form"),
                                               ("group_norm", None), ("layer_norm", None)])
 def test_lenet_trains_like_torch(factory, backward):
-    make = getattr(normbook.models, factory)
+    make = getattr(normbook.book.models, factory)
     kwargs = {"num_groups": 2} if factory == "group_norm" else {}
     torch.manual_seed(0)
-    theirs = normbook.models.lenet(make(layers=torch.nn, **kwargs))
-    ours = normbook.models.lenet(make(layers=nbnn, **kwargs))
+    theirs = normbook.book.models.lenet(make(layers=torch.nn, **kwargs))
+    ours = normbook.book.models.lenet(make(layers=nbnn, **kwargs))
     ours.load_state_dict(theirs.state_dict())
     if backward:
         nbnn.set_backward(ours, backward)
@@ -500,7 +501,7 @@ def test_lenet_trains_like_torch(factory, backward):
 
 
 def test_set_backward():
-    model = normbook.models.small_cnn(normbook.models.batch_norm(layers=nbnn))
+    model = normbook.book.models.small_cnn(normbook.book.models.batch_norm(layers=nbnn))
     assert nbnn.set_backward(model, "closed_form") is model
     assert all(m.backward == "closed_form" for m in model.modules() if isinstance(m, nbnn.BatchNorm2d))
     with pytest.raises(ValueError, match="backward must be 'autograd' or 'closed_form', got 'manual'"):

@@ -6,8 +6,8 @@ import torch
 
 matplotlib.use("Agg")
 
-from normbook import plot  # noqa: E402
-from normbook.plot import norms  # noqa: E402
+from normbook.book import plot  # noqa: E402
+from normbook.book.plot import norms  # noqa: E402
 
 
 def test_reexported():

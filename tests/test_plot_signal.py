@@ -5,7 +5,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from normbook import plot
+from normbook.book import plot
 
 
 def _solid_dashed(ax):

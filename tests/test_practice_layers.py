@@ -7,7 +7,8 @@ import torchvision
 
 import normbook.functional as F
 import normbook.nn as N
-from normbook import models
+from normbook.batchnorm import freeze_batch_norm
+from normbook.book import models
 
 
 def _trained_bn(c=5, seed=0):
@@ -56,7 +57,7 @@ def test_frozen_bn_from_batch_norm_and_freeze_model():
     torch.testing.assert_close(N.FrozenBatchNorm2d.from_batch_norm(bn)(x), bn(x), rtol=1e-5, atol=1e-5)
     model = models.small_cnn(models.batch_norm(), width=8).eval()
     y = model(torch.randn(2, 1, 28, 28))
-    frozen = N.freeze_batch_norm(model)
+    frozen = freeze_batch_norm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.modules())
     assert sum(isinstance(m, N.FrozenBatchNorm2d) for m in frozen.modules()) == 3
     torch.manual_seed(0)

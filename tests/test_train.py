@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from normbook.data import TensorLoader
-from normbook.train import History, evaluate, scaled_normal_init, train, xavier_init
+from normbook.book.train import History, evaluate, scaled_normal_init, train, xavier_init
 
 
 def blobs(n=512, num_classes=4, dim=8, seed=0):
@@ -39,10 +39,10 @@ def test_it_learns_and_history_is_complete():
         assert all(math.isfinite(v) for v in d[name]), name
     assert d["epoch"] == [1, 2, 3, 4]
     assert len(history.batch_loss) == 4 * len(train_loader)
-    assert history.test_acc[-1] > 0.8  # chance is 0.25
+    assert history.eval_acc[-1] > 0.8  # chance is 0.25
     assert history.train_loss[-1] < history.train_loss[0]
     assert all(v > 0 for v in history.examples_per_sec)
-    assert history.final()["test_acc"] == history.test_acc[-1]
+    assert history.final()["eval_acc"] == history.eval_acc[-1]
     assert not history.diverged
 
 
@@ -54,7 +54,7 @@ def test_same_seed_same_run_and_init_runs_after_seeding():
         runs.append(train(mlp(), train_loader, test_loader, epochs=2, lr=0.1, device="cpu", progress=False,
                           init=scaled_normal_init(0.3), seed=3))  # re-draws every weight and bias
     assert runs[0].batch_loss == runs[1].batch_loss
-    assert runs[0].test_acc == runs[1].test_acc
+    assert runs[0].eval_acc == runs[1].eval_acc
 
 
 def test_evaluate_restores_mode_and_uses_eval_mode():
@@ -118,7 +118,7 @@ def test_other_optimizers_and_no_test_loader():
     for name in ("momentum", "adam"):
         history = train(mlp(), train_loader, None, epochs=1, lr=0.01, optimizer=name, device="cpu",
                         progress=False)
-        assert math.isnan(history.test_acc[0]) and math.isfinite(history.train_loss[0])
+        assert math.isnan(history.eval_acc[0]) and math.isfinite(history.train_loss[0])
 
 
 def test_on_epoch_end_values_are_recorded():

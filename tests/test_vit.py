@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from normbook import models
+from normbook.book import models
 import normbook.nn as nbnn
 
 
@@ -12,7 +12,7 @@ import normbook.nn as nbnn
 @pytest.mark.parametrize("qk_norm", [False, True])
 def test_parity_and_shapes(norm, placement, qk_norm):
     torch.manual_seed(0)
-    ours = models.vit(norm, placement, qk_norm, d=32, depth=2, heads=4).double()
+    ours = models.vit(norm, placement, qk_norm, d=32, depth=2, heads=4, layers=nbnn).double()
     torch.manual_seed(0)
     ref = models.ViT(norm, placement, qk_norm, d=32, depth=2, heads=4, layers=nn).double()
     assert ours.state_dict().keys() == ref.state_dict().keys()
@@ -30,14 +30,14 @@ def test_parity_and_shapes(norm, placement, qk_norm):
         torch.testing.assert_close(ours.blocks[0].norm1.bn.running_var, ref.blocks[0].norm1.bn.running_var)
 
 
-def test_uses_normbook_layers():
-    m = models.vit("ln", "pre", True)
+def test_layers_argument_picks_the_library():
+    m = models.vit("ln", "pre", True, layers=nbnn)
     assert isinstance(m.blocks[0].norm1, nbnn.LayerNorm)
     assert isinstance(m.blocks[0].attn.q_norm, nbnn.LayerNorm)
-    assert isinstance(models.vit("rms").blocks[0].norm2, nbnn.RMSNorm)
-    assert isinstance(models.vit("bn").blocks[0].norm1.bn, nbnn.BatchNorm1d)
+    assert isinstance(models.vit("rms", layers=nbnn).blocks[0].norm2, nbnn.RMSNorm)
+    assert isinstance(models.vit("bn", layers=nbnn).blocks[0].norm1.bn, nbnn.BatchNorm1d)
     assert isinstance(models.vit("ln", "post").final_norm, nn.Identity)
-    assert isinstance(models.vit("ln", "pre").final_norm, nbnn.LayerNorm)
+    assert type(models.vit("ln", "pre").final_norm) is nn.LayerNorm  # torch.nn by default, like every factory
 
 
 def test_patchify_tokens():

@@ -10,6 +10,11 @@ The four IDX files are looked for, in this order:
 
 The whole set (70,000 images of 28x28 bytes, 55 MB as float32) is decoded once per process and kept; loaders
 then slice tensors, so training needs no worker processes and runs as fast on two CPU cores as the model allows.
+
+**Train, validation, test.** The book tunes on a validation split and reports the test set once, for the chosen
+settings. :func:`train_val_split` carves the same fixed validation set out of the 60,000 training images in every
+chapter (:data:`VALIDATION_SIZE` = 10,000 images chosen with :data:`SPLIT_SEED`), leaving 50,000 to train on;
+:func:`load_splits` gives loaders over the three. The test file's 10,000 images are never used for a choice.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +31,13 @@ import torch
 __all__ = [
     "CLASSES", "FILES", "DataNotFoundError", "read_idx", "candidate_dirs", "find_fashion_mnist",
     "load_fashion_mnist", "TensorLoader", "load_data", "prepare_d2l", "text_labels",
+    "VALIDATION_SIZE", "SPLIT_SEED", "train_val_split", "Splits", "load_splits",
 ]
+
+#: Images of the training file held out for validation (tuning), the same in every chapter.
+VALIDATION_SIZE = 10_000
+#: The seed of the permutation that chooses them.
+SPLIT_SEED = 0
 
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
@@ -249,7 +260,9 @@ def load_data(batch_size: int = 256, *, train_size: Optional[int] = None, test_s
               resize: Optional[int | tuple[int, int]] = None, seed: int = 0,
               device: torch.device | str | None = None, root: os.PathLike | str | None = None,
               test_batch_size: Optional[int] = None) -> tuple[TensorLoader, TensorLoader]:
-    """Train and test loaders over Fashion-MNIST held in memory.
+    """Train and test loaders over Fashion-MNIST held in memory: all 60,000 training images, as d2l's
+    ``load_data_fashion_mnist`` gives them (for an experiment that tunes nothing; one that tunes uses
+    :func:`load_splits`, which holds out the validation split).
 
     - ``train_size`` / ``test_size``: a random subset of that many examples (chosen with ``seed``), e.g. in
       FAST mode; None keeps the whole split.
@@ -268,6 +281,46 @@ def load_data(batch_size: int = 256, *, train_size: Optional[int] = None, test_s
         bs = batch_size if split == "train" or test_batch_size is None else test_batch_size
         loaders.append(TensorLoader(X, y, bs, shuffle=shuffle, seed=seed, device=device))
     return loaders[0], loaders[1]
+
+
+def train_val_split(validation_size: int = VALIDATION_SIZE, seed: int = SPLIT_SEED,
+                    root: os.PathLike | str | None = None) -> tuple[tuple[torch.Tensor, torch.Tensor],
+                                                                   tuple[torch.Tensor, torch.Tensor]]:
+    """``((X_train, y_train), (X_val, y_val))``: the 60,000 training images split once, by a permutation seeded
+    with ``seed``, into ``60000 - validation_size`` to train on and ``validation_size`` to tune on. The defaults
+    are the book's one split; every chapter that tunes anything uses it."""
+    X, y = load_fashion_mnist("train", root=root)
+    if isinstance(validation_size, bool) or not isinstance(validation_size, int) or not 0 < validation_size < len(X):
+        raise ValueError(f"validation_size must be an integer between 1 and {len(X) - 1}, got {validation_size!r}")
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
+    val, train = order[:validation_size], order[validation_size:]
+    return (X[train], y[train]), (X[val], y[val])
+
+
+class Splits(NamedTuple):
+    """Loaders over the book's three splits: ``train`` (shuffled), ``val`` and ``test`` (file order)."""
+    train: TensorLoader
+    val: TensorLoader
+    test: TensorLoader
+
+
+def load_splits(batch_size: int = 256, *, train_size: Optional[int] = None, val_size: Optional[int] = None,
+                test_size: Optional[int] = None, seed: int = 0, device: torch.device | str | None = None,
+                eval_batch_size: int = 1000, root: os.PathLike | str | None = None) -> Splits:
+    """Loaders over the book's train (50,000), validation (10,000) and test (10,000) splits
+    (:func:`train_val_split`). ``*_size``: a random subset of that many examples of each split (chosen with
+    ``seed``, e.g. in FAST mode); None keeps the whole split. The train loader shuffles with ``seed``; the other
+    two keep their order and use ``eval_batch_size``. Batches ``(X, y)``: X (B, 1, 28, 28) float32 in [0, 1],
+    y (B,) int64."""
+    (X_train, y_train), (X_val, y_val) = train_val_split(root=root)
+    X_test, y_test = load_fashion_mnist("test", root=root)
+    out = []
+    for X, y, size, shuffle in ((X_train, y_train, train_size, True), (X_val, y_val, val_size, False),
+                                (X_test, y_test, test_size, False)):
+        X, y = _subset(X, y, size, seed)
+        out.append(TensorLoader(X, y, batch_size if shuffle else eval_batch_size, shuffle=shuffle, seed=seed,
+                                device=device))
+    return Splits(*out)
 
 
 def prepare_d2l(root: os.PathLike | str = "../data") -> Path:

@@ -16,18 +16,15 @@ import copy
 import torch
 from torch import nn
 
+from .batchnorm import is_batchnorm
+
 __all__ = ["fold_batchnorm"]
 
 _FOLDABLE_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def _is_batchnorm(module: nn.Module) -> bool:
-    from .nn import _BatchNorm
-    return isinstance(module, (_BatchNorm, nn.modules.batchnorm._BatchNorm))
-
-
 def _can_fold(layer: nn.Module, bn: nn.Module) -> bool:
-    if not (isinstance(layer, _FOLDABLE_INTO) and _is_batchnorm(bn)):
+    if not (isinstance(layer, _FOLDABLE_INTO) and is_batchnorm(bn)):
         return False
     out_features = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
     return (not isinstance(layer.weight, nn.parameter.UninitializedParameter)

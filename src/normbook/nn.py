@@ -420,7 +420,8 @@ class FrozenBatchNorm2d(Module):
     Input (N, C, H, W); output of the same shape, ``(x - running_mean) / sqrt(running_var + eps) * weight +
     bias`` in training and in evaluation alike. A BatchNorm2d ``state_dict`` loads into it (its
     ``num_batches_tracked`` is dropped) and its ``state_dict`` loads into torchvision's class and back.
-    :meth:`from_batch_norm` copies a trained BatchNorm2d; :func:`freeze_batch_norm` converts a whole model.
+    :meth:`from_batch_norm` copies a trained BatchNorm2d; :func:`normbook.batchnorm.freeze_batch_norm` converts a
+    whole model.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
@@ -466,17 +467,6 @@ class FrozenBatchNorm2d(Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.weight.shape[0]}, eps={self.eps})"
-
-
-def freeze_batch_norm(model: Module) -> Module:
-    """Replace every BatchNorm2d (torch's or normbook's) inside ``model`` by a :class:`FrozenBatchNorm2d` holding
-    its statistics and affine values (in place); return ``model``."""
-    for name, child in model.named_children():
-        if isinstance(child, (torch.nn.BatchNorm2d, BatchNorm2d)):
-            setattr(model, name, FrozenBatchNorm2d.from_batch_norm(child))
-        else:
-            freeze_batch_norm(child)
-    return model
 
 
 class _BatchRenorm(_BatchNorm):
@@ -595,5 +585,5 @@ class WSConv2d(torch.nn.Conv2d):
         return super().extra_repr() + f", ws_eps={self.ws_eps}"
 
 
-__all__ += ["FrozenBatchNorm2d", "freeze_batch_norm", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm2d",
+__all__ += ["FrozenBatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "GhostBatchNorm2d",
             "WSConv2d"]

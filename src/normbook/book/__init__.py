@@ -1,4 +1,16 @@
-"""Small helpers for the notebooks themselves: glue that also works outside a Jupyter Book build.
+"""Book support: what the chapters use, and a user of the layers never needs.
+
+The library (``normbook.functional``, ``autograd``, ``nn``, ``kernels``, ``distributed``, ``fold``, ``batchnorm``,
+``timing``, ``data``, ``config``) never imports this sub-package (``tests/test_layout.py`` checks it). Here:
+
+    stats        every comparative and outcome word the book states (intervals over seeds)
+    models       the networks the chapters train (LeNet, MLPs, a small ResNet, a small ViT)
+    train        the training loop;  runs  runs over seeds and sweeps (train / validation / test)
+    parallel     jobs in forked worker processes;  diagnostics  activations and gradients layer by layer
+    inference    chapter 4's update conventions and train/eval helpers;  chNN  one chapter's own helpers
+    plot         the figures;  exercises  the checkers of the graded exercises
+
+This module itself holds ``glue``, which also works outside a Jupyter Book build.
 
 In a book build (and in Jupyter with myst-nb installed) ``glue`` stores a value for ``{glue:text}`` and
 ``{glue:figure}`` in the prose. In Colab, where myst-nb is not installed, it shows nothing when ``display`` is

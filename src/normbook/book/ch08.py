@@ -1,4 +1,4 @@
-"""Workers for ``normbook.distributed.launch`` used by chapter 8 and its tests.
+"""Chapter 8's workers for ``normbook.distributed.launch`` (its tests reuse them).
 
 Spawned processes import their target by module path, so these live in the package (a function defined in a
 notebook cannot be sent to a spawned process). Each worker is called as ``worker(rank, world_size, *args)``
@@ -11,7 +11,7 @@ from typing import List
 
 import torch
 
-from . import distributed as D
+from .. import distributed as D
 
 
 def make_batch(sizes: List[int], channels: int, spatial=(), dtype=torch.float64, seed: int = 0):
@@ -72,28 +72,6 @@ def exactness_worker(rank: int, world_size: int, cases: List[dict]) -> List[dict
     return out
 
 
-def torch_cuda_worker(rank: int, world_size: int, sizes: List[int], channels: int) -> dict:
-    """On CUDA (NCCL): the same shard through torch.nn.SyncBatchNorm and normbook's SyncBatchNorm; max
-    differences of outputs, input gradients, weight gradients and running statistics."""
-    torch.cuda.set_device(rank)
-    dev = torch.device("cuda", rank)
-    x, dy, w, b = make_batch(sizes, channels, (5, 5), torch.float32)
-    diffs = {}
-    mods = [torch.nn.SyncBatchNorm(channels).to(dev), D.SyncBatchNorm(channels).to(dev)]
-    outs = []
-    for m in mods:
-        with torch.no_grad():
-            m.weight.copy_(w)
-            m.bias.copy_(b)
-        xs = shard(x, sizes, rank).to(dev).requires_grad_(True)
-        y = m(xs)
-        y.backward(shard(dy, sizes, rank).to(dev))
-        outs.append((y, xs.grad, m.weight.grad, m.running_mean, m.running_var))
-    for name, a, c in zip(["y", "dx", "dw", "running_mean", "running_var"], *outs):
-        diffs[name] = float((a - c).abs().max())
-    return diffs
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Chapter 8: data-parallel training of a small BN network on Fashion-MNIST, per-process BN vs SyncBatchNorm
 # --------------------------------------------------------------------------------------------------------------
@@ -116,7 +94,7 @@ def train_worker(rank: int, world_size: int, cfg: dict) -> dict:
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from .data import load_fashion_mnist
+    from ..data import load_fashion_mnist
     torch.manual_seed(cfg["seed"])
     xtr, ytr = load_fashion_mnist("train")
     xte, yte = load_fashion_mnist("test")

@@ -7,16 +7,14 @@ The tools follow the diagnostics of Karpathy's *makemore* lectures and fast.ai's
 * :func:`activation_std` -- the standard deviation of every chosen layer's output for one forward pass;
 * :func:`saturation_fraction` -- the share of a squashing nonlinearity's outputs that sit on its flat tails;
 * :func:`weight_grad_norms`, :func:`grad_to_data_ratios` and :func:`gradient_norms_at_init` -- the backward
-  view: how large each layer's weight gradient is, absolutely and relative to the weights themselves;
-* :func:`time_it` -- a careful stopwatch: warm-up, many calls per measurement, several measurements, median.
+  view: how large each layer's weight gradient is, absolutely and relative to the weights themselves.
+
+(The stopwatch is in the library: :func:`normbook.timing.time_it`.)
 """
 from __future__ import annotations
 
 import math
-import statistics
-import timeit
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Type, Union
+from typing import Iterable, List, Optional, Tuple, Type, Union
 
 import torch
 from torch import nn
@@ -24,7 +22,7 @@ from torch import nn
 __all__ = [
     "ACTIVATIONS", "ActivationRecorder", "activation_std", "first_nonfinite", "nonfinite_layers",
     "saturation_fraction",
-    "weight_grad_norms", "grad_to_data_ratios", "gradient_norms_at_init", "TimingResult", "time_it",
+    "weight_grad_norms", "grad_to_data_ratios", "gradient_norms_at_init",
 ]
 
 #: The nonlinearities recorded by default: a block's output is the output of its activation.
@@ -135,10 +133,12 @@ def _weights(model: nn.Module, types: ModuleTypes) -> List[torch.Tensor]:
 
 def weight_grad_norms(model: nn.Module, types: ModuleTypes = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
                       ) -> List[float]:
-    """Frobenius norm of each ``types`` layer's ``weight.grad`` (after a backward pass), input side first.
+    """Frobenius norm of each ``types`` layer's ``weight.grad`` (after a backward pass), input side first,
+    computed in float64: entries near float32's smallest normal number (1e-38) have a sum of squares that
+    underflows float32 to 0 although the entries are not zero.
 
     A layer whose weight has no gradient yet reports nan."""
-    return [w.grad.norm().item() if w.grad is not None else float("nan") for w in _weights(model, types)]
+    return [w.grad.double().norm().item() if w.grad is not None else float("nan") for w in _weights(model, types)]
 
 
 def grad_to_data_ratios(model: nn.Module, types: ModuleTypes = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -172,92 +172,3 @@ def gradient_norms_at_init(model: nn.Module, x: torch.Tensor, seed: int = 0,
     loss = (out * r).sum() / out.shape[0]
     loss.backward()
     return weight_grad_norms(model, types)
-
-
-@dataclass
-class TimingResult:
-    """Seconds per call: the median (and spread) of ``repeats`` measurements, each averaging ``number`` calls."""
-    times: List[float] = field(repr=False)
-    number: int
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def min(self) -> float:
-        return min(self.times)
-
-    @property
-    def max(self) -> float:
-        return max(self.times)
-
-    @property
-    def repeats(self) -> int:
-        return len(self.times)
-
-    def __str__(self) -> str:
-        return (f"{_fmt_seconds(self.median)} per call (median of {self.repeats} runs of {self.number} calls; "
-                f"range {_fmt_seconds(self.min)} to {_fmt_seconds(self.max)})")
-
-
-def _fmt_seconds(s: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
-
-
-def time_it(fn: Callable[[], object], *, repeats: int = 7, number: Optional[int] = None, warmup: int = 1,
-            min_time: float = 0.05, device: Optional[Union[torch.device, str]] = None,
-            num_threads: Optional[int] = None) -> TimingResult:
-    """Time ``fn()`` the way ``%timeit`` does, and make CUDA work finish inside the measurement.
-
-    - ``warmup`` calls first (lazy initialisation, allocator and cache effects are not what we want to measure);
-    - each of ``repeats`` measurements times ``number`` consecutive calls with :func:`time.perf_counter` (through
-      :mod:`timeit`) and divides, so the clock's resolution and per-call jitter average out; if ``number`` is
-      None it is chosen so that one measurement lasts at least ``min_time`` seconds;
-    - the result keeps every measurement; report the median, which a few disturbed runs cannot drag.
-
-    On a CUDA ``device`` (or when CUDA is initialised and ``device`` is None) the timed statement ends with
-    ``torch.cuda.synchronize()``: kernels run asynchronously, so without it we would time only their launch.
-
-    ``num_threads`` sets torch's CPU thread count for the measurement (and restores it afterwards), as
-    ``torch.utils.benchmark.Timer`` does with its default of one thread: small CPU operations timed with
-    several threads on a busy machine measure mostly the threads waiting for each other.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    if number is not None and number < 1:
-        raise ValueError(f"number must be at least 1, got {number}")
-    if device is None:
-        sync = torch.cuda.is_available() and torch.cuda.is_initialized()
-    else:
-        sync = torch.device(device).type == "cuda"
-
-    if num_threads is not None:
-        if num_threads < 1:
-            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-        previous = torch.get_num_threads()
-        torch.set_num_threads(num_threads)
-        try:
-            return time_it(fn, repeats=repeats, number=number, warmup=warmup, min_time=min_time, device=device)
-        finally:
-            torch.set_num_threads(previous)
-    if sync:
-        def stmt():
-            fn()
-            torch.cuda.synchronize()
-    else:
-        stmt = fn
-    for _ in range(warmup):
-        stmt()
-    timer = timeit.Timer(stmt)
-    if number is None:
-        number = 1
-        while True:  # like Timer.autorange, but aiming at min_time instead of 0.2 s
-            if timer.timeit(number) >= min_time:
-                break
-            number *= 2 if number < 1000 else 10
-    raw = timer.repeat(repeat=repeats, number=number)
-    return TimingResult(times=[t / number for t in raw], number=number)

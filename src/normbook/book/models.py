@@ -4,6 +4,9 @@ Normalization enters every model through a *norm factory*: a callable ``norm(num
 returning a module, where ``spatial_dims`` is 0 after a Linear layer and 2 after a Conv2d. The factories below
 build BatchNorm, GroupNorm or LayerNorm from either ``torch.nn`` or ``normbook.nn`` (same class names), so the same
 architecture can be assembled from the book's layers and from PyTorch's and compared weight for weight.
+
+Every factory and model here takes the layer library as ``layers`` and defaults to ``torch.nn`` (one default for
+the whole module); pass ``layers=normbook.nn`` to build a network from the book's layers.
 """
 from __future__ import annotations
 
@@ -270,11 +273,8 @@ class ViT(nn.Module):
         return self.head(self.final_norm(h).mean(1))
 
 
-def vit(norm: str = "ln", placement: str = "pre", qk_norm: bool = False, *, layers=None, **kwargs) -> ViT:
-    """``ViT`` built from ``normbook.nn``'s LayerNorm/RMSNorm/BatchNorm1d (``layers=None``) or ``torch.nn``'s."""
-    if layers is None:
-        from . import nn as nbnn
-        layers = nbnn
+def vit(norm: str = "ln", placement: str = "pre", qk_norm: bool = False, *, layers=nn, **kwargs) -> ViT:
+    """A :class:`ViT` whose LayerNorm/RMSNorm/BatchNorm1d come from ``layers`` (``torch.nn`` or ``normbook.nn``)."""
     return ViT(norm, placement, qk_norm, layers=layers, **kwargs)
 
 

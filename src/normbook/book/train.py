@@ -1,13 +1,13 @@
 """The book's training loop: SGD (or Adam) on in-memory mini-batches, one history entry per epoch.
 
 It measures what d2l's ``train_ch6`` measures (mean cross-entropy and accuracy over the epoch's training batches,
-test accuracy in eval mode after every epoch, examples per second), but it is seeded, works on any device,
+accuracy on an evaluation loader in eval mode after every epoch, examples per second), but it is seeded, works on any device,
 records every mini-batch loss, and returns the numbers instead of plotting them::
 
-    model = normbook.models.lenet(normbook.models.batch_norm())
-    train_loader, test_loader = normbook.data.load_data(256)
-    history = train(model, train_loader, test_loader, epochs=10, lr=1.0, init=xavier_init, seed=0)
-    history.test_acc[-1]
+    model = normbook.book.models.lenet(normbook.book.models.batch_norm())
+    splits = normbook.data.load_splits(256)
+    history = train(model, splits.train, splits.val, epochs=10, lr=1.0, init=xavier_init, seed=0)
+    history.eval_acc[-1]      # accuracy on the loader passed as eval_loader (here: validation)
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Callable, Iterable, Optional, Union
 import torch
 from torch import nn
 
-from .config import device as default_device
-from .config import in_ci, seed_everything
+from ..config import device as default_device
+from ..config import device_of, in_ci, seed_everything
 
 __all__ = ["History", "train", "evaluate", "xavier_init", "scaled_normal_init", "compile_available", "OPTIMIZERS"]
 
@@ -33,7 +33,8 @@ class History:
 
     - ``train_loss``: mean cross-entropy over the epoch's training examples (in train mode, as the weights moved);
     - ``train_acc``: fraction of those examples classified correctly as they were seen;
-    - ``test_acc``: accuracy on the test loader after the epoch, in eval mode;
+    - ``eval_acc``: accuracy on the evaluation loader after the epoch, in eval mode (the validation split while
+      choosing settings, the test split when reporting them);
     - ``examples_per_sec``: training examples per second of that epoch's training steps (evaluation excluded);
     - ``batch_loss``: the loss of every training step, in order (``epochs * len(train_loader)`` values);
     - ``extra``: name -> per-epoch list of whatever ``train(..., on_epoch_end=...)`` returned.
@@ -41,20 +42,20 @@ class History:
     epoch: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
     train_acc: list = field(default_factory=list)
-    test_acc: list = field(default_factory=list)
+    eval_acc: list = field(default_factory=list)
     examples_per_sec: list = field(default_factory=list)
     batch_loss: list = field(default_factory=list)
     diverged: bool = False
     extra: dict = field(default_factory=dict)
 
-    FIELDS = ("epoch", "train_loss", "train_acc", "test_acc", "examples_per_sec")
+    FIELDS = ("epoch", "train_loss", "train_acc", "eval_acc", "examples_per_sec")
 
     def as_dict(self) -> dict:
         """The per-epoch lists (and ``batch_loss``, ``diverged``) as a plain dict of lists."""
         return asdict(self)
 
     def final(self) -> dict:
-        """The last epoch's numbers: ``{"train_loss": ..., "train_acc": ..., "test_acc": ..., ...}``."""
+        """The last epoch's numbers: ``{"train_loss": ..., "train_acc": ..., "eval_acc": ..., ...}``."""
         if not self.epoch:
             raise ValueError("the history is empty: no epoch was trained")
         return {name: getattr(self, name)[-1] for name in self.FIELDS}
@@ -97,8 +98,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: Union[torch.device, str
     Returns a float in [0, 1].
     """
     if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
+        device = device_of(model)
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -131,7 +131,7 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterable], *, epochs: int, lr: float,
+def train(model: nn.Module, train_loader: Iterable, eval_loader: Optional[Iterable], *, epochs: int, lr: float,
           optimizer: str = "sgd", weight_decay: float = 0.0, device: Union[torch.device, str, None] = None,
           init: Optional[Callable[[nn.Module], object]] = None, seed: Optional[int] = 0, progress: bool = True,
           desc: str = "train", stop_on_divergence: bool = True,
@@ -139,16 +139,19 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
     """Train ``model`` with cross-entropy for ``epochs`` passes over ``train_loader``; return a :class:`History`.
 
     - ``model`` maps X (B, ...) to logits (B, num_classes); ``train_loader`` yields ``(X, y)`` with y (B,) int64
-      labels (``normbook.data.load_data`` gives in-memory loaders); ``test_loader`` is evaluated in eval mode after
-      every epoch (None skips it and records NaN).
+      labels (``normbook.data.load_splits`` gives in-memory loaders); ``eval_loader`` is evaluated in eval mode
+      after every epoch (None skips it and records NaN): the validation split while choosing settings, the test
+      split once, to report them.
     - ``optimizer``: "sgd" (plain SGD, as d2l), "momentum" (SGD with momentum 0.9) or "adam"; ``lr`` its rate.
-    - ``seed``: seeds Python, NumPy and torch (:func:`normbook.seed_everything`) *before* ``init`` runs, so
-      ``init`` (e.g. :func:`xavier_init`) and any randomness in the model (dropout) repeat exactly. The order of
-      the batches is the loader's business (``load_data(seed=...)``). None leaves the generators alone.
+    - ``seed``: seeds Python, NumPy and torch (:func:`normbook.seed_everything` with ``deterministic=False``: the
+      generators only; the process-wide determinism and cuDNN switches stay as the caller set them) *before*
+      ``init`` runs, so ``init`` (e.g. :func:`xavier_init`) and any randomness in the model (dropout) repeat
+      exactly. The order of the batches is the loader's business (``load_data(seed=...)``). None leaves the
+      generators alone.
     - ``device``: where to train (default :func:`normbook.device`); the model is moved there, batches too.
     - ``progress``: a tqdm bar over the epochs showing loss and accuracies; off when False or when ``CI`` is set.
     - ``stop_on_divergence``: when the loss becomes NaN or infinite, mark ``history.diverged`` and fill the
-      remaining epochs with NaN loss and the last test accuracy (chance level, typically) instead of training on.
+      remaining epochs with NaN loss and the last evaluation accuracy (chance level, typically) instead of training on.
     - ``on_epoch_end(model, epoch) -> dict``: called after each epoch's evaluation (leave the model as found);
       its values are appended to ``history.extra[name]`` (NaN for epochs skipped after divergence).
     - ``compile``: run the training steps through ``torch.compile(model)`` (chapter 10): the same arithmetic,
@@ -156,7 +159,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
       eager ``model``; the first step pays the compilation (seconds to a minute; later models of the same
       architecture in the same process reuse it). PyTorch's autograd cannot be used in a process forked after a
       compiled backward ran, so compile inside the workers (as chapter 6 does with
-      :func:`normbook.experiments.parallel_map`), not before forking them.
+      :func:`normbook.book.parallel.parallel_map`), not before forking them.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -168,7 +171,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dev = torch.device(device) if device is not None else default_device()
     if seed is not None:
-        seed_everything(seed)
+        seed_everything(seed, deterministic=False)
     if init is not None:
         init(model)
     model.to(dev)
@@ -181,7 +184,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=(not progress) or in_ci(), leave=True)
     for epoch in bar:
         if history.diverged:
-            _record(history, epoch, float("nan"), float("nan"), history.test_acc[-1], float("nan"), [])
+            _record(history, epoch, float("nan"), float("nan"), history.eval_acc[-1], float("nan"), [])
             for values in history.extra.values():
                 values.append(float("nan"))
             continue
@@ -213,24 +216,24 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Optional[Iterab
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss) and stop_on_divergence:
             history.diverged = True
-        test_acc = evaluate(model, test_loader, dev) if test_loader is not None else float("nan")
-        _record(history, epoch, train_loss, correct.item() / seen, test_acc, seen / max(elapsed, 1e-12),
+        eval_acc = evaluate(model, eval_loader, dev) if eval_loader is not None else float("nan")
+        _record(history, epoch, train_loss, correct.item() / seen, eval_acc, seen / max(elapsed, 1e-12),
                 batch_loss)
         if on_epoch_end is not None:
             for key, value in (on_epoch_end(model, epoch) or {}).items():
                 history.extra.setdefault(key, [float("nan")] * (epoch - 1)).append(value)
         bar.set_postfix(loss=f"{train_loss:.3f}", train_acc=f"{history.train_acc[-1]:.3f}",
-                        test_acc=f"{test_acc:.3f}")
+                        eval_acc=f"{eval_acc:.3f}")
     bar.close()
     return history
 
 
-def _record(history: History, epoch: int, train_loss: float, train_acc: float, test_acc: float,
+def _record(history: History, epoch: int, train_loss: float, train_acc: float, eval_acc: float,
             examples_per_sec: float, batch_loss: list) -> None:
     history.epoch.append(epoch)
     history.train_loss.append(train_loss)
     history.train_acc.append(train_acc)
-    history.test_acc.append(test_acc)
+    history.eval_acc.append(eval_acc)
     history.examples_per_sec.append(examples_per_sec)
     history.batch_loss.extend(batch_loss)
 

@@ -11,8 +11,8 @@ from typing import Callable
 
 import torch
 
-from .. import functional as F
-from ..nn import FrozenBatchNorm2d
+from ... import functional as F
+from ...nn import FrozenBatchNorm2d
 from . import CheckResult, compare, generator, run_check
 
 __all__ = ["check_frozen_bn_forward", "check_batch_renorm_forward", "check_weight_standardization"]

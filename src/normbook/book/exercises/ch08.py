@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ..distributed import combine_moments
+from ...distributed import combine_moments
 from . import CheckResult, compare, generator, moments, run_check
 
 __all__ = ["check_merge_moments", "check_sync_input_grad"]

@@ -1,6 +1,7 @@
 """Figures of chapter 6: learning curves over seeds and the sweeps (learning rate, initialization, batch size).
 
-All take the pandas frames made by :mod:`normbook.experiments` and return a matplotlib Figure.
+All take the pandas frames made by :mod:`normbook.book.runs` and return a matplotlib Figure. Accuracy columns are
+named after the split they were measured on (``val_acc`` while tuning, ``test_acc`` when reporting).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ __all__ = ["learning_curves", "per_seed_curves", "sweep_curve", "accuracy_vs_lr"
            "loss_comparison"]
 
 _LABELS = {"train_loss": "training loss", "train_acc": "training accuracy", "test_acc": "test accuracy",
-           "test_error": "test error", "best_test_acc": "best test accuracy", "lr": "learning rate",
+           "val_acc": "validation accuracy", "test_error": "test error", "val_error": "validation error",
+           "best_test_acc": "best test accuracy", "best_val_acc": "best validation accuracy", "lr": "learning rate",
            "scale": "weight scale (std of the initial weights)", "batch_size": "batch size (examples per batch)"}
 
 
@@ -28,11 +30,22 @@ def _band(ax, x, values, color, label, marker=None):
         ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color, alpha=0.2, lw=0)
 
 
-def learning_curves(frame, metrics: Sequence[str] = ("train_loss", "train_acc", "test_acc"), by: str = "label",
+def _accuracy_column(frame) -> str:
+    """``val_acc`` or ``test_acc``, whichever the frame holds."""
+    for name in ("val_acc", "test_acc"):
+        if name in frame.columns:
+            return name
+    raise ValueError(f"the frame has no val_acc or test_acc column (columns: {list(frame.columns)})")
+
+
+def learning_curves(frame, metrics: Optional[Sequence[str]] = None, by: str = "label",
                     width: float = 10.0, height: float = 3.4):
     """One panel per metric against the epoch: for each value of ``by`` (e.g. "BN", "no BN") the mean over
     seeds as a line and the range over seeds (min to max) as a band. ``frame``: per-epoch rows with columns
-    ``by``, seed, epoch and the metrics (from :func:`normbook.experiments.run_seeds`)."""
+    ``by``, seed, epoch and the metrics (from :func:`normbook.book.runs.run_seeds`); by default training loss,
+    training accuracy and the accuracy on the split the runs were evaluated on."""
+    if metrics is None:
+        metrics = ("train_loss", "train_acc", _accuracy_column(frame))
     fig, axes = new_figure(1, len(metrics), width, height, squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for i, (name, group) in enumerate(frame.groupby(by, sort=False)):
@@ -66,11 +79,13 @@ def per_seed_curves(frame, metrics: Sequence[str], labels: Sequence[str], *, yla
     return fig
 
 
-def sweep_curve(sweep, x: str, y: str = "test_acc", by: str = "model", *, logx: bool = True,
+def sweep_curve(sweep, x: str, y: Optional[str] = None, by: str = "model", *, logx: bool = True,
                 chance: Optional[float] = 0.1, ax=None, title: Optional[str] = None, width: float = 5.6,
                 height: float = 3.8):
     """``y`` against ``x`` for each value of ``by``: the mean over seeds with markers and the min..max range
-    over seeds as a band. A dashed line marks chance level when ``chance`` is given."""
+    over seeds as a band. A dashed line marks chance level when ``chance`` is given. ``y`` defaults to the
+    accuracy column of the sweep (``val_acc``)."""
+    y = y or _accuracy_column(sweep)
     if ax is None:
         fig, ax = new_figure(1, 1, width, height)
     else:
@@ -96,20 +111,21 @@ def sweep_curve(sweep, x: str, y: str = "test_acc", by: str = "model", *, logx: 
 
 
 def accuracy_vs_lr(sweep, **kwargs):
-    """Final test accuracy against the learning rate (log axis), one curve per model (E2)."""
-    return sweep_curve(sweep, "lr", "test_acc", **kwargs)
+    """Final (validation) accuracy against the learning rate (log axis), one curve per model."""
+    return sweep_curve(sweep, "lr", **kwargs)
 
 
 def accuracy_vs_init_scale(sweep, **kwargs):
-    """Final test accuracy against the standard deviation of the initial weights (log axis), per model (E3)."""
-    return sweep_curve(sweep, "scale", "test_acc", **kwargs)
+    """Final (validation) accuracy against the standard deviation of the initial weights (log axis), per model."""
+    return sweep_curve(sweep, "scale", **kwargs)
 
 
 def error_vs_batch_size(sweep, **kwargs):
-    """Test error against the batch size (log2 axis), one curve per normalization, in the layout of Wu & He
-    (2018), Fig. 1 (E4)."""
+    """Error (``val_error`` or ``test_error``) against the batch size (log2 axis), one curve per normalization,
+    in the layout of Wu & He (2018), Fig. 1 (E4)."""
     kwargs.setdefault("chance", None)
-    return sweep_curve(sweep, "batch_size", "test_error", **kwargs)
+    y = kwargs.pop("y", None) or ("val_error" if "val_error" in sweep.columns else "test_error")
+    return sweep_curve(sweep, "batch_size", y, **kwargs)
 
 
 def loss_comparison(result: dict, labels: Sequence[str] = ("normbook.nn", "torch.nn"), width: float = 10.0,

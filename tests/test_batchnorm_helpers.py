@@ -1,0 +1,99 @@
+"""normbook.batchnorm: one rule for "is a BatchNorm", population statistics, freezing."""
+import pytest
+import torch
+from torch import nn
+
+import normbook
+import normbook.nn as nbnn
+from normbook import distributed
+from normbook.batchnorm import batchnorm_layers, freeze_batch_norm, is_batchnorm, recompute_batchnorm_stats
+
+
+def _model(layers=nbnn):
+    normbook.seed_everything(0)
+    return nn.Sequential(nn.Linear(4, 6, bias=False), layers.BatchNorm1d(6), nn.ReLU(),
+                         nn.Linear(6, 5, bias=False), layers.BatchNorm1d(5), nn.Linear(5, 3))
+
+
+@pytest.mark.parametrize("layer", [nn.BatchNorm1d(3), nn.BatchNorm2d(3), nn.BatchNorm3d(3), nn.SyncBatchNorm(3),
+                                   nn.LazyBatchNorm2d(), nbnn.BatchNorm1d(3), nbnn.BatchNorm2d(3), nbnn.BatchNorm3d(3),
+                                   nbnn.BatchRenorm2d(3), nbnn.GhostBatchNorm2d(3, 2),
+                                   distributed.SyncBatchNorm(3)], ids=lambda m: type(m).__module__ + "." + type(m).__name__)
+def test_is_batchnorm_true(layer):
+    assert is_batchnorm(layer)
+
+
+@pytest.mark.parametrize("layer", [nn.InstanceNorm2d(3), nbnn.InstanceNorm2d(3), nn.LayerNorm(3), nbnn.LayerNorm(3),
+                                   nn.GroupNorm(1, 3), nbnn.GroupNorm(1, 3), nbnn.FrozenBatchNorm2d(3), nn.Linear(3, 3)],
+                         ids=lambda m: type(m).__module__ + "." + type(m).__name__)
+def test_is_batchnorm_false(layer):
+    assert not is_batchnorm(layer)
+
+
+def test_batchnorm_layers_in_order():
+    model = _model()
+    assert batchnorm_layers(model) == [model[1], model[4]]
+
+
+@pytest.mark.parametrize("layers", [nn, nbnn])
+def test_recompute_batchnorm_stats(layers):
+    model = _model(layers)
+    g = torch.Generator().manual_seed(1)
+    data = [(1 + torch.randn(16, 4, generator=g), None) for _ in range(5)]
+    for X, _ in data:  # some running history to be replaced
+        model(3 * X)
+    model.eval()
+    bn1 = model[1]
+    bn1.momentum = 0.3
+    recompute_batchnorm_stats(model, data)
+    # first BN: running mean = average of the batch means of the first linear layer's outputs
+    with torch.no_grad():
+        means = torch.stack([model[0](X).mean(0) for X, _ in data]).mean(0)
+        variances = torch.stack([model[0](X).var(0) for X, _ in data]).mean(0)
+    torch.testing.assert_close(bn1.running_mean, means)
+    torch.testing.assert_close(bn1.running_var, variances)
+    assert int(bn1.num_batches_tracked) == len(data)
+    assert bn1.momentum == 0.3 and model[4].momentum == 0.1
+    assert not model.training and not any(m.training for m in model.modules())
+    # num_batches limits the pass; a train-mode model stays in train mode
+    model.train()
+    recompute_batchnorm_stats(model, data, num_batches=2)
+    assert int(bn1.num_batches_tracked) == 2 and model.training
+
+
+def test_recompute_skips_untracked_and_plain_tensors():
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False))
+    assert recompute_batchnorm_stats(model, [torch.randn(8, 4)]) is model
+    model = nn.Sequential(nn.Linear(4, 6), nbnn.BatchNorm1d(6))
+    recompute_batchnorm_stats(model, [torch.randn(8, 4)])  # batches without labels
+    assert int(model[1].num_batches_tracked) == 1
+
+
+def test_recompute_skips_untracked_and_plain_tensors():
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False))
+    assert recompute_batchnorm_stats(model, [torch.randn(8, 4)]) is model
+    model = nn.Sequential(nn.Linear(4, 6), nbnn.BatchNorm1d(6))
+    recompute_batchnorm_stats(model, [torch.randn(8, 4)])  # batches without labels
+    assert int(model[1].num_batches_tracked) == 1
+
+
+def test_recompute_from_an_empty_loader_raises():
+    model = _model()
+    with pytest.raises(ValueError, match="no batches"):
+        recompute_batchnorm_stats(model, [])
+    assert model[1].momentum == 0.1  # restored even so
+
+
+@pytest.mark.parametrize("layers", [nn, nbnn])
+def test_freeze_batch_norm(layers):
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), layers.BatchNorm2d(3), nn.Sequential(layers.BatchNorm2d(3)))
+    x = torch.randn(4, 1, 6, 6)
+    model(x)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    freeze_batch_norm(model)
+    assert isinstance(model[1], nbnn.FrozenBatchNorm2d) and isinstance(model[2][0], nbnn.FrozenBatchNorm2d)
+    model.train()  # frozen: the same output in train mode
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
