@@ -1,9 +1,9 @@
 # normbook: two targets do everything.
 #   make book   set up .venv and the data, then build the HTML book (every chapter executed in full) into _build/html;
 #               executions are cached, so a second build re-executes only the chapters whose code changed
-#   make test   the same set-up, then unit tests, nbval over every chapter (FAST mode), chapter 6's claims against a
-#               fresh FAST execution, a strict fast book build, the browser test of that site, and the Colab/student
-#               editions executed in FAST mode
+#   make test   the same set-up, then ruff (pyflakes + bugbear), unit tests, nbval over every chapter (FAST mode),
+#               chapter 6's claims against a fresh FAST execution, a strict fast book build, the browser test of that
+#               site, and the Colab/student editions executed in FAST mode
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -17,8 +17,8 @@ REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16
 STAMP    := $(VENV)/.installed-$(REQ_HASH)
 D2L      := d2l==1.0.3
 
-.PHONY: help setup data book book-force test unit nbval claims-fast book-fast browser editions colab student pdf lab \
-        clean clean-all binder-check
+.PHONY: help setup data book book-force test lint unit nbval claims-fast book-fast browser editions colab student pdf \
+        lab clean clean-all binder-check
 
 help:
 	@echo "make book   build the book (full mode) into _build/html/index.html"
@@ -63,6 +63,10 @@ book-force: data
 	rm -rf _build/.jupyter_cache/full-*
 	$(MAKE) book
 
+# pyflakes + bugbear over the Python sources ([tool.ruff] in pyproject.toml)
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks tools
+
 unit: data
 	$(PY) -m pytest tests/ -q -p no:cacheprovider \
 	  --ignore=tests/test_site_browser.py --ignore=tests/test_editions.py
@@ -86,7 +90,7 @@ browser: book-fast
 editions: data
 	$(PY) -m pytest tests/test_editions.py -q -p no:cacheprovider
 
-test: unit nbval claims-fast book-fast browser editions
+test: lint unit nbval claims-fast book-fast browser editions
 
 # The Colab/Jupyter edition: MyST markup rewritten as plain Markdown, glued values filled in from the executed
 # chapters (tools/colab_edition.py).

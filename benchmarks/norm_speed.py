@@ -139,6 +139,13 @@ def saved_bytes(fn: Callable[[], torch.Tensor]) -> Optional[int]:
     return sum(seen.values())
 
 
+def bind(fn: Callable, module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x -> fn(x, module) for this module. A lambda written in run_device's loop would look the name up when it is
+    timed, after the loop has rebound it to another path's module (the compiled path then ran with the Triton
+    path's module: bugbear's B023)."""
+    return lambda t: fn(t, module)
+
+
 def paths_for(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, params):
     """(forward-only closure, forward+backward closure, saved bytes) for forward(x)."""
     x_req = x.detach().clone().requires_grad_(True)
@@ -175,15 +182,15 @@ def run_device(device: str, min_run_time: float, compile_: bool) -> list:
             paths[key] = paths_for(module, x, list(module.parameters()))
         if compile_:
             torch._dynamo.reset()
-            module = case.normbook_module().to(device).train()
+            compiled_module = case.normbook_module().to(device).train()
             compiled = torch.compile(case.functional, fullgraph=True)  # a graph break would raise here
             start = time.perf_counter()
-            paths["compiled"] = paths_for(lambda t: compiled(t, module), x, list(module.parameters()))
+            paths["compiled"] = paths_for(bind(compiled, compiled_module), x, list(compiled_module.parameters()))
             compile_s = time.perf_counter() - start
         if case.kernel is not None and device == "cuda":
-            module = case.normbook_module().to(device).train()
+            kernel_module = case.normbook_module().to(device).train()
             xk = x.to(memory_format=torch.channels_last) if case.channels_last else x
-            paths["triton"] = paths_for(lambda t: case.kernel(t, module), xk, list(module.parameters()))
+            paths["triton"] = paths_for(bind(case.kernel, kernel_module), xk, list(kernel_module.parameters()))
         fwd = interleaved_medians({k: v[0] for k, v in paths.items()}, device, min_run_time)
         fwd_bwd = interleaved_medians({k: v[1] for k, v in paths.items()}, device, min_run_time)
         result = {"layer": case.name, "shape": "x".join(map(str, case.shape)), "compile_s": compile_s,

@@ -2,6 +2,7 @@
 TRITON_INTERPRET=1, so the variable never reaches the rest of the test session). Small shapes: the interpreter
 executes every program of a kernel in Python."""
 import os
+import re
 
 import pytest
 import torch
@@ -82,7 +83,8 @@ def test_batch_norm_training(dtype, shape, affine):
     rm0, rv0 = torch.randn(c).to(dtype), (torch.rand(c) + 0.5).to(dtype)
     for fn in (K.batch_norm, F.batch_norm):
         rm, rv = rm0.clone(), rv0.clone()
-        results.append(_grads(lambda *a: fn(a[0], rm, rv, a[1], a[2], True, 0.1, 1e-5), (x, w, b), dy))
+        results.append(_grads(lambda *a, fn=fn, rm=rm, rv=rv: fn(a[0], rm, rv, a[1], a[2], True, 0.1, 1e-5),
+                              (x, w, b), dy))
         buffers.append((rm, rv))
     _close(results[0], results[1], dtype)
     _close(buffers[0], buffers[1], dtype)
@@ -106,3 +108,100 @@ def test_launch_config():
 def test_float64_rejected():
     with pytest.raises(TypeError):
         K.layer_norm(torch.randn(2, 3, dtype=torch.float64), (3,))
+
+
+def test_batch_norm_updates_running_stats_with_functional(monkeypatch):
+    """One implementation of the running-statistics update: the kernel path calls normbook.functional's."""
+    calls = []
+    update = F._update_running_stats
+    monkeypatch.setattr(F, "_update_running_stats", lambda *a: calls.append(a[4:]) or update(*a))
+    K.batch_norm(torch.randn(4, 3, 2, 2), torch.zeros(3), torch.ones(3), None, None, True, 0.3, 1e-5)
+    assert calls == [(16, 0.3)]   # n = N * H * W values per channel, the momentum
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_momentum_none_raises_as_torch(training):
+    """momentum must be a number in the functional form, as in torch.nn.functional.batch_norm (momentum=None, the
+    cumulative average, is a module option)."""
+    x = torch.randn(4, 3, 2, 2)
+    with pytest.raises(TypeError, match="argument 'momentum'"):
+        torch.nn.functional.batch_norm(x, torch.zeros(3), torch.ones(3), None, None, training, None)
+    with pytest.raises(TypeError, match=r"batch_norm\(\): argument 'momentum' must be float, not NoneType"):
+        K.batch_norm(x, torch.zeros(3), torch.ones(3), None, None, training, None)
+
+
+def _torch_message(fn):
+    with pytest.raises(RuntimeError) as err:
+        fn()
+    return str(err.value)
+
+
+X6 = torch.randn(4, 6)
+X4D = torch.randn(4, 3, 2, 2)
+TF = torch.nn.functional
+WRONG_SHAPES = {   # (normbook.kernels call, torch.nn.functional call)
+    "layer_norm weight (5,)": (lambda: K.layer_norm(X6, (6,), torch.ones(5)),
+                               lambda: TF.layer_norm(X6, (6,), torch.ones(5))),
+    "layer_norm weight (6, 1)": (lambda: K.layer_norm(X6, (6,), torch.ones(6, 1)),
+                                 lambda: TF.layer_norm(X6, (6,), torch.ones(6, 1))),
+    "layer_norm bias (2, 3)": (lambda: K.layer_norm(X6, (6,), None, torch.ones(2, 3)),
+                               lambda: TF.layer_norm(X6, (6,), None, torch.ones(2, 3))),
+    "layer_norm normalized_shape": (lambda: K.layer_norm(X6, (5,)), lambda: TF.layer_norm(X6, (5,))),
+    "rms_norm weight (5,)": (lambda: K.rms_norm(X6, (6,), torch.ones(5)),
+                             lambda: TF.rms_norm(X6, (6,), torch.ones(5))),
+    "rms_norm weight (2, 3)": (lambda: K.rms_norm(X6, (6,), torch.ones(2, 3)),
+                               lambda: TF.rms_norm(X6, (6,), torch.ones(2, 3))),
+    "batch_norm weight (4,)": (lambda: K.batch_norm(X4D, None, None, torch.ones(4), None, True),
+                               lambda: TF.batch_norm(X4D, None, None, torch.ones(4), None, True)),
+    "batch_norm bias (2,)": (lambda: K.batch_norm(X4D, None, None, None, torch.ones(2), True),
+                             lambda: TF.batch_norm(X4D, None, None, None, torch.ones(2), True)),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_SHAPES)
+def test_wrong_shapes_raise_torchs_error(name):
+    ours, theirs = WRONG_SHAPES[name]
+    with pytest.raises(RuntimeError, match=re.escape(_torch_message(theirs))):
+        ours()
+
+
+@pytest.mark.parametrize("layout", ["strided", "column"])
+def test_strided_and_column_parameters(layout):
+    """The kernels index parameters as contiguous vectors: a strided view (or, for BatchNorm, a (C, 1) weight,
+    which torch accepts) is made contiguous, and its gradient comes back in its own shape."""
+    def param(n):
+        if layout == "strided":
+            return (torch.rand(2 * n) + 0.5)[::2].detach().requires_grad_()
+        return (torch.rand(n, 1) + 0.5).requires_grad_()
+    x = torch.randn(4, 3, 2, 2).requires_grad_()
+    w, b = param(3), param(3)
+    dy = torch.randn(4, 3, 2, 2)
+    got = _grads(lambda *a: K.batch_norm(a[0], None, None, a[1], a[2], True), (x, w, b), dy)
+    _close(got, _grads(lambda *a: F.batch_norm(a[0], None, None, a[1], a[2], True), (x, w, b), dy), torch.float32)
+    if layout == "strided":
+        x2, w2, b2, dy2 = torch.randn(5, 3).requires_grad_(), param(3), param(3), torch.randn(5, 3)
+        for k, f in ((K.layer_norm, F.layer_norm), (lambda x, s, w, b: K.rms_norm(x, s, w) + b,
+                                                    lambda x, s, w, b: F.rms_norm(x, s, w) + b)):
+            _close(_grads(lambda *a, k=k: k(a[0], (3,), a[1], a[2]), (x2, w2, b2), dy2),
+                   _grads(lambda *a, f=f: f(a[0], (3,), a[1], a[2]), (x2, w2, b2), dy2), torch.float32)
+
+
+KERNEL_FUNCTIONS = {   # each Function, called through its wrapper on a small float32 input
+    "LayerNormFunction": lambda x, w: K.layer_norm(x, x.shape[-1:], w, None),
+    "RMSNormFunction": lambda x, w: K.rms_norm(x, x.shape[-1:], w),
+    "BatchNormFunction": lambda x, w: K.batch_norm(x, None, None, w, None, True, 0.1, 1e-5),
+}
+
+
+@pytest.mark.parametrize("name", KERNEL_FUNCTIONS)
+@pytest.mark.parametrize("loss", ["quadratic", "linear"])
+def test_create_graph_raises(name, loss):
+    """The backward kernels work outside autograd's graph: a backward pass that builds a graph (for a second
+    derivative) raises instead of returning a wrong one."""
+    x, w = (torch.randn(6, 5) + 1).requires_grad_(), _param(5, torch.float32, 1.0)
+    y = KERNEL_FUNCTIONS[name](x, w)
+    assert type(y.grad_fn).__name__ == name + "Backward"
+    c = torch.randn_like(y)
+    loss_value = (c * y * y).sum() if loss == "quadratic" else (c * y).sum()
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        torch.autograd.grad(loss_value, (x, w), create_graph=True)

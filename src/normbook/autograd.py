@@ -44,6 +44,16 @@ What each Function saves for backward: the centred input x - mu (one tensor of t
 float16/bfloat16 inputs), gamma, and the per-channel (per-row) invstd; x_hat = (x - mu) * invstd is recomputed in
 backward. ATen's kernels save about as much: the input itself plus mean and invstd. Saving x - mu rather than x
 keeps the gradient accurate when the mean is large (x - mu is computed once, carefully, in the forward pass).
+
+Double backward is not supported
+--------------------------------
+The backward passes here are differentiated only once. They compute dx from x - mu and invstd, tensors made in
+``forward`` without a graph, so a graph built through them (``create_graph=True``, as for a gradient penalty or
+a Hessian-vector product) would miss every path from those tensors back to x, mu and var: the second derivative
+would be wrong, with no error. So each backward raises a RuntimeError when it is asked to build a graph
+(:func:`_check_first_order`). ``normbook.functional`` is plain tensor code that autograd differentiates to any
+order (it passes ``torch.autograd.gradgradcheck``): use it, or ``backward="autograd"`` in ``normbook.nn``, for
+higher derivatives.
 """
 from __future__ import annotations
 
@@ -58,12 +68,33 @@ from . import functional as _F
 __all__ = ["batch_norm", "layer_norm", "BatchNormFunction", "LayerNormFunction"]
 
 
+def _check_first_order(op: str, alternative: str) -> None:
+    """Raise RuntimeError if the backward pass running now is asked to build a graph (``create_graph=True``).
+
+    Called first thing in the ``backward`` of every custom Function of normbook whose gradient formula uses
+    tensors computed in ``forward`` without a graph (here, in ``normbook.distributed`` and ``normbook.kernels``).
+    Autograd runs a backward function with grad mode on exactly when the caller passed ``create_graph=True``,
+    i.e. when the gradient it returns is to be differentiated again; the graph such a backward would build is
+    incomplete, so we refuse it. We do not use ``torch.autograd.function.once_differentiable``: it defers the
+    error to a node that hangs off detached copies of the gradients, and ``torch.autograd.grad(..., inputs)``
+    never visits that node (it is on no path to the inputs), so the wrong second derivative still comes back
+    silently; nor does it raise when the incoming gradient does not require grad.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"{op}: double backward is not supported (backward was called with create_graph=True). "
+                           f"Its backward uses tensors saved from the forward pass without a graph, so the "
+                           f"gradient it returns cannot be differentiated again; use {alternative}, which "
+                           f"autograd differentiates to any order")
+
+
 class BatchNormFunction(torch.autograd.Function):
     """Batch normalization with the closed-form backward derived in this module's docstring.
 
     forward(input (N, C, *S), weight (C,) or None, bias (C,) or None, running_mean, running_var, training,
     momentum, eps) -> output (N, C, *S). Saves x - mean (N, C, *S), weight (C,), invstd (1, C, 1, ...).
-    backward(dy (N, C, *S)) -> dx (N, C, *S), dweight (C,), dbias (C,), None for the rest.
+    backward(dy (N, C, *S)) -> dx (N, C, *S), dweight (C,), dbias (C,), None for the rest. Differentiable once:
+    backward with ``create_graph=True`` raises (see the module docstring); ``normbook.functional.batch_norm``
+    has exact higher derivatives.
     """
 
     @staticmethod
@@ -87,6 +118,8 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
+        _check_first_order("normbook.autograd.BatchNormFunction",
+                           "normbook.functional.batch_norm (normbook.nn: backward='autograd')")
         centered, weight, invstd = ctx.saved_tensors
         shape = _F._channel_shape(centered)
         dims = [0] + list(range(2, centered.dim()))
@@ -115,7 +148,8 @@ class LayerNormFunction(torch.autograd.Function):
 
     forward(input (*, *normalized_shape), normalized_shape, weight, bias, eps) -> output of the input's shape.
     Saves x - mean (the input's shape), weight, invstd (*, 1, ..., 1).
-    backward(dy) -> dx, dweight (normalized_shape), dbias (normalized_shape), None, None.
+    backward(dy) -> dx, dweight (normalized_shape), dbias (normalized_shape), None, None. Differentiable once:
+    backward with ``create_graph=True`` raises; ``normbook.functional.layer_norm`` has exact higher derivatives.
     """
 
     @staticmethod
@@ -132,6 +166,8 @@ class LayerNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
+        _check_first_order("normbook.autograd.LayerNormFunction",
+                           "normbook.functional.layer_norm (normbook.nn: backward='autograd')")
         centered, weight, invstd = ctx.saved_tensors
         k = len(ctx.normalized_shape)
         norm_dims = list(range(centered.dim() - k, centered.dim()))   # the normalized (trailing) dims
@@ -160,14 +196,16 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
                weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """``normbook.functional.batch_norm`` (same arguments, checks, results and in-place running-statistics
-    update) with the closed-form backward of :class:`BatchNormFunction`."""
+    update) with the closed-form backward of :class:`BatchNormFunction` (differentiable once)."""
+    _F._check_momentum(momentum, "batch_norm")
     _F._check_batch_norm_args(input, running_mean, running_var, weight, bias, training, eps)
     return BatchNormFunction.apply(input, weight, bias, running_mean, running_var, training, momentum, eps)
 
 
 def layer_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight: Optional[Tensor] = None,
                bias: Optional[Tensor] = None, eps: float = 1e-5) -> Tensor:
-    """``normbook.functional.layer_norm`` with the closed-form backward of :class:`LayerNormFunction`."""
+    """``normbook.functional.layer_norm`` with the closed-form backward of :class:`LayerNormFunction`
+    (differentiable once)."""
     _F._check_floating(input, "layer_norm")
     shape = _F._as_shape(normalized_shape)
     _F._check_normalized_shape(input, shape, weight=weight, bias=bias)

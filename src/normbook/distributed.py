@@ -22,7 +22,10 @@ Backward. With x_hat = (x - mean) / sqrt(var + eps) and dx_hat = gamma dy, the c
 
 needs only two per-channel sums over the *whole* batch: one ``all_reduce`` of 2C numbers. The weight and bias
 gradients stay local (sum(dy x_hat) and sum(dy) over the shard), as in torch: DistributedDataParallel sums
-(averages) them across processes like any other parameter gradient.
+(averages) them across processes like any other parameter gradient. This backward is differentiated only once:
+it uses x_hat and 1/sqrt(var + eps) saved from the forward pass without a graph, so backward with
+``create_graph=True`` (a gradient penalty, a Hessian-vector product) raises a RuntimeError instead of returning
+a wrong second derivative.
 
 ``launch(worker, world_size, *args)`` runs ``worker(rank, world_size, *args)`` in ``world_size`` spawned processes
 joined in a gloo (or NCCL) process group and returns their results to the caller (tensors converted to NumPy):
@@ -42,6 +45,7 @@ from torch import Tensor
 from torch.nn import Module
 
 from . import functional as _F
+from .autograd import _check_first_order
 from .nn import _BatchNorm
 
 __all__ = ["SyncBatchNorm", "sync_batch_norm", "convert_sync_batchnorm", "combine_moments", "launch",
@@ -106,6 +110,9 @@ def _all_gather(t: Tensor, world_size: int, group) -> Tensor:
 
 
 class _SyncBatchNormFn(torch.autograd.Function):
+    """Training-mode BatchNorm with statistics over every process of ``group``; the closed-form backward needs
+    one all_reduce. Differentiable once: backward with ``create_graph=True`` raises."""
+
     @staticmethod
     def forward(ctx, input, weight, bias, running_mean, running_var, eps, momentum, group, world_size):
         c = input.shape[1]
@@ -145,6 +152,8 @@ class _SyncBatchNormFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        _check_first_order("normbook.distributed.SyncBatchNorm", "normbook.functional.batch_norm on one process "
+                           "(no distributed version has higher derivatives)")
         x_hat, weight, invstd = ctx.saved_tensors
         group, world_size, total, has_bias, dtype = ctx.meta
         shape = _F._channel_shape(x_hat)
@@ -168,7 +177,9 @@ def sync_batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: 
                     weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, training: bool = False,
                     momentum: float = 0.1, eps: float = 1e-5, process_group=None) -> Tensor:
     """``normbook.functional.batch_norm`` whose training statistics span all processes of ``process_group``
-    (the default group when None). Evaluation (``training=False``) is local and needs no process group."""
+    (the default group when None). Evaluation (``training=False``) is local and needs no process group.
+    In training mode the gradient is differentiable once (backward with ``create_graph=True`` raises)."""
+    _F._check_momentum(momentum, "sync_batch_norm")
     if not training:
         return _F.batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     _F._check_floating(input, "sync_batch_norm")
@@ -188,7 +199,8 @@ def sync_batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: 
 class SyncBatchNorm(_BatchNorm):
     """Twin of ``torch.nn.SyncBatchNorm`` that also runs on CPU (gloo): same constructor (``process_group``),
     parameters, buffers and state_dict. Training needs an initialized process group (one process is fine);
-    evaluation uses the running statistics and needs none."""
+    evaluation uses the running statistics and needs none. Training-mode gradients are differentiable once:
+    backward with ``create_graph=True`` raises."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
                  track_running_stats: bool = True, process_group: Any = None, device=None, dtype=None, *,

@@ -1,7 +1,8 @@
 r"""The normalizations as plain tensor code, with the signatures of ``torch.nn.functional``.
 
 Every function here is a few lines of ordinary tensor arithmetic that you can read top to bottom; autograd
-differentiates it for us (``normbook.autograd`` has the hand-derived backward passes). They follow
+differentiates it for us, to any order (``normbook.autograd`` has the hand-derived backward passes, which can be
+differentiated only once; use these functions for second derivatives, e.g. a gradient penalty). They follow
 ``torch.nn.functional`` (torch 2.14) in arguments, results and failures:
 
 ====================  ===========================================  ================================
@@ -150,6 +151,14 @@ def _update_running_stats(running_mean: Optional[Tensor], running_var: Optional[
         running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
 
 
+def _check_momentum(momentum, op: str) -> None:
+    """momentum is a number, as torch.nn.functional requires (it raises TypeError for None in every mode)."""
+    if not isinstance(momentum, (numbers.Real, Tensor)):
+        raise TypeError(f"{op}(): argument 'momentum' must be float, not {type(momentum).__name__}. "
+                        f"momentum=None (a cumulative average) is an option of the normalization modules, which "
+                        f"pass 1 / num_batches_tracked here")
+
+
 def _check_batch_norm_args(input: Tensor, running_mean, running_var, weight, bias, training: bool, eps: float,
                            op: str = "batch_norm") -> None:
     _check_floating(input, op)
@@ -189,6 +198,7 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
     ``y = (x - mean) / sqrt(var + eps) * weight + bias``, with mean and biased var taken per channel over the
     N * prod(S) values of that channel.
     """
+    _check_momentum(momentum, "batch_norm")
     if input.dim() == 1 and input.numel() == 0 and input.is_floating_point():
         return input.clone()                   # torch returns an empty result for a 0-element 1-D input
     _check_batch_norm_args(input, running_mean, running_var, weight, bias, training, eps)
@@ -221,6 +231,7 @@ def instance_norm(input: Tensor, running_mean: Optional[Tensor] = None, running_
     Returns y of the input's shape and dtype. Each (example, channel) slice of prod(S) values is normalized
     with its own mean and biased variance.
     """
+    _check_momentum(momentum, "instance_norm")
     _check_floating(input, "instance_norm")
     if input.dim() < 3:
         raise ValueError(f"instance_norm expected an input of at least 3 dims (N, C, *S) "
@@ -360,6 +371,7 @@ def batch_renorm(input: Tensor, running_mean: Tensor, running_var: Tensor, weigh
     statistics. running_mean and running_var (C,) are required (float32 for float16/bfloat16 inputs).
     Returns y of the input's shape and dtype.
     """
+    _check_momentum(momentum, "batch_renorm")
     if running_mean is None or running_var is None:
         raise RuntimeError("batch_renorm needs running_mean and running_var (its r and d compare the batch's "
                            "statistics with them)")

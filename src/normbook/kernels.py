@@ -32,6 +32,11 @@ Why these designs (a normalization layer does a handful of flops per byte, so on
   and cannot be held in registers. A second small kernel merges the P partial results per channel in the same
   way; a third normalizes. The backward pass reduces ``sum(dy)`` and ``sum(dy * x_hat)`` per channel the same
   way (plain sums: no cancellation to guard against) and then applies the closed-form dx elementwise.
+
+The backward kernels compute the gradient from the mean and rstd saved by the forward kernels, outside autograd's
+graph: each Function is differentiable once, and backward with ``create_graph=True`` raises a RuntimeError (a
+graph built through them would give wrong second derivatives). ``normbook.functional`` has exact higher
+derivatives.
 """
 from __future__ import annotations
 
@@ -44,6 +49,9 @@ from torch import Tensor
 
 import triton
 import triton.language as tl
+
+from . import functional as _F
+from .autograd import _check_first_order
 
 __all__ = ["layer_norm", "rms_norm", "batch_norm", "LayerNormFunction", "RMSNormFunction",
            "BatchNormFunction", "interpreting", "supported", "row_launch_config"]
@@ -179,24 +187,36 @@ def _sum_partials(partials: Tensor, dtype: torch.dtype) -> Tensor:
     return out
 
 
+def _vector(p: Optional[Tensor], n: int, x: Tensor, fill: float) -> Tensor:
+    """A weight or bias as the contiguous vector of n elements the kernels index (``W + cols``): a (C, 1) or
+    strided parameter is copied; None becomes a vector of ``fill`` in x's dtype."""
+    if p is None:
+        return torch.full((n,), fill, device=x.device, dtype=x.dtype)
+    return p.reshape(n).contiguous()
+
+
+def _shape_dtype(p: Optional[Tensor]):
+    return None if p is None else (p.shape, p.dtype)
+
+
 def _rows(x: Tensor, normalized_shape) -> tuple:
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(x.shape[x.dim() - len(shape):]) != shape:
-        raise RuntimeError(f"normalized_shape {list(shape)} does not match the input's trailing dims "
-                           f"{list(x.shape)}")
+    """x as a contiguous (M, D) matrix, D = prod(normalized_shape); checks the shape as torch does."""
+    shape = _F._as_shape(normalized_shape)
+    _F._check_normalized_shape(x, shape)
     d = math.prod(shape)
     return x.reshape(-1, d).contiguous(), d, shape
 
 
 class LayerNormFunction(torch.autograd.Function):
-    """LayerNorm over the last D elements of each row; saves x, mean and rstd (not x_hat) for backward."""
+    """LayerNorm over the last D elements of each row; saves x, mean and rstd (not x_hat) for backward.
+    Differentiable once (backward with ``create_graph=True`` raises)."""
 
     @staticmethod
     def forward(ctx, x, normalized_shape, weight, bias, eps):
         x2, d, shape = _rows(x, normalized_shape)
         m = x2.shape[0]
-        w = weight.reshape(d) if weight is not None else torch.ones(d, device=x.device, dtype=x.dtype)
-        b = bias.reshape(d) if bias is not None else torch.zeros(d, device=x.device, dtype=x.dtype)
+        w = _vector(weight, d, x, 1.0)
+        b = _vector(bias, d, x, 0.0)
         y = torch.empty_like(x2)
         mean = torch.empty(m, device=x.device, dtype=torch.float32)
         rstd = torch.empty(m, device=x.device, dtype=torch.float32)
@@ -204,13 +224,14 @@ class LayerNormFunction(torch.autograd.Function):
         if m > 0:
             _layer_norm_fwd[(m,)](x2, y, w, b, mean, rstd, d, d, eps, BLOCK_D=block, num_warps=warps)
         ctx.save_for_backward(x2, w, mean, rstd)
-        ctx.meta = (d, shape, block, warps, weight is not None, bias is not None, x.shape)
+        ctx.meta = (d, shape, block, warps, weight is not None, bias.dtype if bias is not None else None, x.shape)
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
+        _check_first_order("normbook.kernels.LayerNormFunction", "normbook.functional.layer_norm")
         x2, w, mean, rstd = ctx.saved_tensors
-        d, shape, block, warps, has_w, has_b, xshape = ctx.meta
+        d, shape, block, warps, has_w, bias_dtype, xshape = ctx.meta
         dy2 = dy.reshape(-1, d).contiguous()
         m = x2.shape[0]
         dx = torch.empty_like(x2)
@@ -220,18 +241,19 @@ class LayerNormFunction(torch.autograd.Function):
         _layer_norm_bwd[(g,)](x2, dy2, dx, w, mean, rstd, dw_part, db_part, d, m, d,
                               BLOCK_D=block, CENTER=True, num_warps=warps)
         dw = _sum_partials(dw_part, w.dtype).reshape(shape) if has_w else None
-        db = _sum_partials(db_part, w.dtype).reshape(shape) if has_b else None
+        db = _sum_partials(db_part, bias_dtype).reshape(shape) if bias_dtype is not None else None
         return dx.reshape(xshape), None, dw, db, None
 
 
 class RMSNormFunction(torch.autograd.Function):
-    """RMSNorm over the last D elements of each row; saves x and rstd for backward."""
+    """RMSNorm over the last D elements of each row; saves x and rstd for backward. Differentiable once (backward
+    with ``create_graph=True`` raises)."""
 
     @staticmethod
     def forward(ctx, x, normalized_shape, weight, eps):
         x2, d, shape = _rows(x, normalized_shape)
         m = x2.shape[0]
-        w = weight.reshape(d) if weight is not None else torch.ones(d, device=x.device, dtype=x.dtype)
+        w = _vector(weight, d, x, 1.0)
         y = torch.empty_like(x2)
         rstd = torch.empty(m, device=x.device, dtype=torch.float32)
         block, warps = row_launch_config(d, x.element_size())
@@ -243,6 +265,7 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
+        _check_first_order("normbook.kernels.RMSNormFunction", "normbook.functional.rms_norm")
         x2, w, rstd = ctx.saved_tensors
         d, shape, block, warps, has_w, xshape = ctx.meta
         dy2 = dy.reshape(-1, d).contiguous()
@@ -257,15 +280,20 @@ class RMSNormFunction(torch.autograd.Function):
 
 def layer_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight: Optional[Tensor] = None,
                bias: Optional[Tensor] = None, eps: float = 1e-5) -> Tensor:
-    """``normbook.functional.layer_norm`` as Triton kernels (forward and backward)."""
+    """``normbook.functional.layer_norm`` as Triton kernels (forward and backward; differentiable once)."""
     _check(input, "layer_norm")
+    shape = _F._as_shape(normalized_shape)
+    _F._check_normalized_shape(input, shape, weight=weight, bias=bias)
+    _F._check_param_dtypes(input, "layer_norm", weight=weight, bias=bias)
     return LayerNormFunction.apply(input, normalized_shape, weight, bias, eps)
 
 
 def rms_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight: Optional[Tensor] = None,
              eps: Optional[float] = None) -> Tensor:
-    """``normbook.functional.rms_norm`` as Triton kernels; eps None means float32's machine epsilon."""
+    """``normbook.functional.rms_norm`` as Triton kernels (differentiable once); eps None means float32's machine
+    epsilon."""
     _check(input, "rms_norm")
+    _F._check_normalized_shape(input, _F._as_shape(normalized_shape), weight=weight)
     if eps is None:
         eps = torch.finfo(torch.float32).eps
     return RMSNormFunction.apply(input, normalized_shape, weight, eps)
@@ -407,15 +435,16 @@ def _from_2d(y2: Tensor, x: Tensor) -> Tensor:
 
 
 class BatchNormFunction(torch.autograd.Function):
-    """BatchNorm in training mode with batch statistics; updates the running buffers in place."""
+    """BatchNorm in training mode with batch statistics; updates the running buffers in place (with
+    ``normbook.functional``'s update). Differentiable once (backward with ``create_graph=True`` raises)."""
 
     @staticmethod
     def forward(ctx, x, running_mean, running_var, weight, bias, momentum, eps):
         c = x.shape[1]
         x2 = _channels_last_2d(x)
         m = x2.shape[0]
-        w = weight if weight is not None else torch.ones(c, device=x.device, dtype=x.dtype)
-        b = bias if bias is not None else torch.zeros(c, device=x.device, dtype=x.dtype)
+        w = _vector(weight, c, x, 1.0)
+        b = _vector(bias, c, x, 0.0)
         block_m, block_c, p, rpc, warps = _bn_config(m, c, x2)
         col_blocks = triton.cdiv(c, block_c)
         pmean = torch.empty(p, c, device=x.device, dtype=torch.float32)
@@ -429,20 +458,16 @@ class BatchNormFunction(torch.autograd.Function):
         y2 = torch.empty_like(x2)
         _bn_normalize[(triton.cdiv(m, block_m), col_blocks)](x2, y2, mean, rstd, w, b, m, c, BLOCK_M=block_m,
                                                              BLOCK_C=block_c, num_warps=warps)
-        with torch.no_grad():                    # running = (1 - momentum) * running + momentum * batch
-            if running_mean is not None:
-                running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-            if running_var is not None:
-                unbiased = var * (m / (m - 1)) if m > 1 else var
-                running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        _F._update_running_stats(running_mean, running_var, mean, var, m, momentum)
         ctx.save_for_backward(x2, w, mean, rstd)
-        ctx.meta = (block_m, block_c, p, rpc, warps, weight is not None, bias is not None)
+        ctx.meta = (block_m, block_c, p, rpc, warps, _shape_dtype(weight), _shape_dtype(bias))
         return _from_2d(y2, x)
 
     @staticmethod
     def backward(ctx, dy):
+        _check_first_order("normbook.kernels.BatchNormFunction", "normbook.functional.batch_norm")
         x2, w, mean, rstd = ctx.saved_tensors
-        block_m, block_c, p, rpc, warps, has_w, has_b = ctx.meta
+        block_m, block_c, p, rpc, warps, w_meta, b_meta = ctx.meta
         m, c = x2.shape
         dy2 = _channels_last_2d(dy)
         col_blocks = triton.cdiv(c, block_c)
@@ -456,8 +481,8 @@ class BatchNormFunction(torch.autograd.Function):
         _bn_backward_dx[(triton.cdiv(m, block_m), col_blocks)](x2, dy2, dx2, mean, rstd, w, sum_dy, sum_dyx, m, c,
                                                                BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
         dx = _from_2d(dx2, dy)
-        dw = sum_dyx.to(w.dtype) if has_w else None
-        db = sum_dy.to(w.dtype) if has_b else None
+        dw = sum_dyx.to(w_meta[1]).reshape(w_meta[0]) if w_meta is not None else None   # weight may be (C, 1)
+        db = sum_dy.to(b_meta[1]).reshape(b_meta[0]) if b_meta is not None else None
         return dx, None, None, dw, db, None, None
 
 
@@ -465,12 +490,14 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
                weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """``normbook.functional.batch_norm`` with Triton kernels in training mode (batch statistics), fastest on
-    channels-last inputs (other layouts are copied to channels-last first). In evaluation mode, or with
-    ``momentum=None``, it is ``normbook.functional.batch_norm`` itself (an elementwise map that the kernels would
-    not improve)."""
-    from . import functional as F
+    channels-last inputs (other layouts are copied to channels-last first); its gradient is differentiable once.
+    In evaluation mode it is ``normbook.functional.batch_norm`` itself (an elementwise map that the kernels would
+    not improve). Same checks and errors as ``normbook.functional.batch_norm``: ``momentum`` must be a number, as
+    in torch (``momentum=None``, the cumulative average, is an option of the BatchNorm modules, which pass
+    1 / num_batches_tracked)."""
     _check(input, "batch_norm")
-    if not training or momentum is None:
-        return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
-    F._check_batch_norm_args(input, running_mean, running_var, weight, bias, training, eps)
+    _F._check_momentum(momentum, "batch_norm")
+    if not training:
+        return _F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    _F._check_batch_norm_args(input, running_mean, running_var, weight, bias, training, eps)
     return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, momentum, eps)

@@ -19,6 +19,10 @@ part of the ``state_dict``, and positional arguments are exactly torch's::
 
     bn = normbook.nn.BatchNorm2d(64, backward="closed_form")
     model = normbook.nn.set_backward(model, "closed_form")   # every normbook BatchNorm/LayerNorm in model
+
+The closed-form gradient is differentiable once: a backward pass with ``create_graph=True`` (a gradient penalty,
+a Hessian-vector product) through a ``"closed_form"`` layer raises a RuntimeError; ``"autograd"`` layers have
+exact higher derivatives.
 """
 from __future__ import annotations
 
