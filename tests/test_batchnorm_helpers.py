@@ -69,14 +69,6 @@ def test_recompute_skips_untracked_and_plain_tensors():
     assert int(model[1].num_batches_tracked) == 1
 
 
-def test_recompute_skips_untracked_and_plain_tensors():
-    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False))
-    assert recompute_batchnorm_stats(model, [torch.randn(8, 4)]) is model
-    model = nn.Sequential(nn.Linear(4, 6), nbnn.BatchNorm1d(6))
-    recompute_batchnorm_stats(model, [torch.randn(8, 4)])  # batches without labels
-    assert int(model[1].num_batches_tracked) == 1
-
-
 def test_recompute_from_an_empty_loader_raises():
     model = _model()
     with pytest.raises(ValueError, match="no batches"):

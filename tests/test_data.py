@@ -1,6 +1,5 @@
 """normbook.data: IDX parsing, the lookup order, the error when nothing is found, loaders, d2l offline."""
 import gzip
-import os
 import struct
 from pathlib import Path
 

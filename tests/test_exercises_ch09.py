@@ -1,5 +1,4 @@
 """Chapter 9's checkers accept a right implementation and reject a wrong one."""
-import torch
 import torch.nn.functional as F
 
 from normbook.book.exercises import ch09

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import normbook
 import normbook.book.models
 import normbook.nn as nbnn
-from _layer_helpers import (DEVICES, FEW, HYPOTHESIS, LOW_PRECISION_TOL, bias_flags, close, grad_close, randomize_,
+from _layer_helpers import (DEVICES, HYPOTHESIS, LOW_PRECISION_TOL, bias_flags, close, grad_close, randomize_,
                             OLDER_TORCH, requires_reference_torch, torch_nn)
 
 CLASSES = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "InstanceNorm1d", "InstanceNorm2d",

@@ -1,5 +1,4 @@
 """Chapter 1 figures build, are labelled, and draw what they are given."""
-import math
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """normbook.book.runs, parallel, ch06 and plot.training on tiny Fashion-MNIST subsets (seconds on a CPU)."""
-import math
 
 import matplotlib
 import pandas as pd
@@ -44,7 +43,7 @@ def test_data_subset_is_fixed_and_loaders_shuffle_by_seed(tiny):
 
 
 def test_run_seeds_frame_and_summary(tiny):
-    frames = [ex.run_seeds(lambda: ex.lenet_model(bn), tiny, seeds=[0, 1], epochs=2, lr=1.0, label=name, batch_size=32,
+    frames = [ex.run_seeds(lambda bn=bn: ex.lenet_model(bn), tiny, seeds=[0, 1], epochs=2, lr=1.0, label=name, batch_size=32,
                            extra=lambda m, tr, te: {"n_params": sum(p.numel() for p in m.parameters())})
               for bn, name in ((False, "plain"), (True, "BN"))]
     frame = pd.concat(frames, ignore_index=True)

@@ -11,7 +11,6 @@ to twice torch's own bf16 error. Run this file as a script to print the count of
 """
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -242,7 +241,8 @@ def test_op_samples(op, dtype):
             if dtype == torch.bfloat16 and not isinstance(theirs, Exception):
                 ref = _op_run(info.op, s, torch.float64, pos)
                 ref = None if isinstance(ref, Exception) else ref
-            _compare(theirs, ours, dtype, what, ref, lambda: _op_run(info.op, s, torch.float64, pos))
+            _compare(theirs, ours, dtype, what, ref,
+                     lambda info=info, s=s, pos=pos: _op_run(info.op, s, torch.float64, pos))
             PASSED["op"] += 1
 
 

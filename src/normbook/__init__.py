@@ -19,4 +19,6 @@ from . import autograd, batchnorm, config, functional, nn, timing
 from .config import device, fast_or_full, is_fast, seed_everything
 from .fold import fold_batchnorm
 
+__all__ = ["autograd", "batchnorm", "config", "functional", "nn", "timing", "device", "fast_or_full", "is_fast",
+           "seed_everything", "fold_batchnorm"]
 __version__ = "0.1.0"

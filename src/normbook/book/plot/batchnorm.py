@@ -107,7 +107,7 @@ def bn_graph(*, width: float = 7.5, height: float = 3.6):
              "var": (5.0, 0.8, r"$\sigma^2_\mathcal{B}$"), "xhat": (6.6, 2.5, r"$\hat x_i$"),
              "y": (8.2, 2.5, r"$y_i$"), "L": (9.5, 2.5, r"$\mathcal{L}$"),
              "gb": (8.2, 4.4, r"$\gamma,\ \beta$")}
-    for key, (x, y, label) in nodes.items():
+    for x, y, label in nodes.values():
         ax.text(x, y, label, ha="center", va="center", fontsize=13, zorder=3,
                 bbox=dict(boxstyle="round,pad=0.35", fc="white", ec="0.3", lw=1.2))
     direct, mean, var = COLORS[0], COLORS[1], COLORS[2]
@@ -115,7 +115,7 @@ def bn_graph(*, width: float = 7.5, height: float = 3.6):
              ("mu", "xhat", mean, 0.0, None), ("x", "var", var, 0.0, "3: through the variance"),
              ("mu", "var", var, 0.0, None), ("var", "xhat", var, 0.0, None),
              ("xhat", "y", "0.3", 0.0, None), ("gb", "y", "0.3", 0.0, None), ("y", "L", "0.3", 0.0, None)]
-    for a, b, color, rad, label in edges:
+    for a, b, color, rad, _label in edges:
         (x0, y0, _), (x1, y1, _) = nodes[a], nodes[b]
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=16, color=color,
                                      lw=2.0, shrinkA=17, shrinkB=17, connectionstyle=f"arc3,rad={rad}",
