@@ -1,5 +1,5 @@
-"""Chapter 6's mechanism cell agrees with normbook: values per statistic, the scaled learning rate and the
-training step of normbook.book.train.train."""
+"""Chapter 6's mechanism cells agree with normbook: the training step of normbook.book.train.train, what BN's
+running average is worth, values per statistic, their effective number, and the scaled learning rate."""
 import pytest
 import torch
 from torch import nn
@@ -24,9 +24,22 @@ def test_values_per_statistic_matches_normbook(ns):
     assert page("layer", (2, 256)) == ch06.values_per_statistic(nn.LayerNorm(256), 2)
 
 
+def test_effective_sample_size_matches_normbook(ns):
+    page = ns["effective_sample_size"]
+    x = torch.randn(500, 3, 8, 8).cumsum(-1)  # correlated along rows: worth less than its count
+    for B, stride in ((2, 1), (8, 1), (4, 2)):
+        assert page(x, B, stride) == pytest.approx(ch06.effective_sample_size(x, B, stride=stride), rel=1e-12)
+    assert page(x, 4) < 4 * 64
+
+
+def test_ema_effective_batches_matches_normbook(ns):
+    for m in (0.01, 0.1, 0.5, 1.0):
+        assert ns["ema_effective_batches"](m) == pytest.approx(ch06.ema_effective_batches(m))
+
+
 def test_scaled_lr_matches_e4_sweep(ns):
-    frame = ch06.e4_sweep({"BN": models.batch_norm()}, [4, 16], [0], epochs=1, train_size=64, val_size=32, test_size=32,
-                        processes=1)
+    frame = ch06.e4_sweep({"BN": models.batch_norm()}, [4, 16], [0], epochs=1, train_size=64, val_size=32,
+                          test_size=32, processes=1)
     assert frame.lr.tolist() == pytest.approx([ns["scaled_lr"](0.05, 4), ns["scaled_lr"](0.05, 16)])
 
 

@@ -1,14 +1,20 @@
 """normbook.book.runs, parallel, ch06 and plot.training on tiny Fashion-MNIST subsets (seconds on a CPU)."""
 
+import copy
+import math
+
 import matplotlib
 import pandas as pd
 import pytest
 import torch
 
 import normbook.nn as nbnn
+from normbook import data
+from normbook.batchnorm import recompute_batchnorm_stats
 from normbook.book import ch06, models, plot
 from normbook.book import runs as ex
 from normbook.book.parallel import parallel_map
+from normbook.book.train import evaluate
 from normbook.config import cpu_threads
 
 
@@ -82,6 +88,7 @@ def test_lr_and_init_sweeps(tiny):
     assert len(outcomes) == 4 and set(outcomes["outcome"]) <= {"trains", "does not train", "unclear"}
     assert (outcomes["runs"] == 2).all()
     assert len(plot.accuracy_vs_lr(sweep).axes) == 1
+    assert len(plot.sweep_panels(sweep, "lr", {"no BN": ["plain"], "BN": ["BN"]}).axes) == 2
     init = ex.init_sweep({"BN": (makers["BN"], 1.0)}, tiny, [1e-3, 1.0], seeds=[0], epochs=1)
     assert list(init["scale"]) == [1e-3, 1.0] and init["val_acc"].between(0, 1).all()
     assert len(plot.accuracy_vs_init_scale(init).axes) == 1
@@ -211,3 +218,190 @@ def test_e4_sweep_rows_values_per_statistic_and_parallel_equals_serial():
     assert ch06.e4_model(None)[1].bias is not None and ch06.e4_model(models.batch_norm())[1].bias is None
     with pytest.raises(ValueError, match="no rule"):
         ch06.values_per_statistic(torch.nn.Linear(2, 2), 2)
+
+
+# ---------------------------------------------------------------- chapter 6's measurements (normbook.book.ch06)
+def test_sweeps_are_given_the_validation_split_everywhere(tiny, monkeypatch):
+    """Every sweep function (lr_sweep, init_sweep with its own initializer, ch06.e4_sweep) asks for validation
+    loaders only; e4_sweep by default evaluates on validation and names its columns after it."""
+    asked = []
+    original = ex.Data.loaders
+
+    def spy(self, batch_size, seed=0, split="val", drop_last=False):
+        asked.append(split)
+        return original(self, batch_size, seed, split, drop_last)
+
+    monkeypatch.setattr(ex.Data, "loaders", spy)
+    ex.init_sweep({"BN": (lambda: ex.lenet_model(True), 1.0)}, tiny, [0.1], seeds=[0], epochs=1,
+                  init=ch06.scaled_init_last_xavier)
+    frame = ch06.e4_sweep({"BN": models.batch_norm()}, [8], [0], epochs=1, train_size=64, val_size=32,
+                          test_size=16, processes=1)
+    assert asked and set(asked) == {"val"}
+    assert "val_error" in frame.columns and not any(c.startswith("test") for c in frame.columns)
+
+
+def test_sweep_rows_carry_what_an_epoch_hook_measured(tiny):
+    hook = ch06.sweep_diagnostics(tiny.X_val[:64])
+    sweep = ex.lr_sweep({"plain": lambda: ex.lenet_model(False), "BN": lambda: ex.lenet_model(True)}, tiny,
+                        [1.0], seeds=[0], epochs=1, on_epoch_end=hook)
+    plain, bn = sweep.set_index("model").loc["plain"], sweep.set_index("model").loc["BN"]
+    assert 0 <= plain.saturated <= 1 and 0 <= bn.saturated <= 1
+    assert math.isnan(plain.weight_sq_norm) and bn.weight_sq_norm > 0
+
+
+def test_sweep_diagnostics_counts_saturated_sigmoids_and_bn_fed_weights():
+    net = models.lenet(models.batch_norm())
+    X = torch.rand(16, 1, 28, 28)
+    out = ch06.sweep_diagnostics(X)(net, 0)
+    fed = ch06.weights_before_norm(net)
+    assert [type(m).__name__ for m in fed] == ["Conv2d", "Conv2d", "Linear", "Linear"]
+    assert out["weight_sq_norm"] == pytest.approx(sum(float(m.weight.detach().pow(2).sum()) for m in fed))
+    with torch.no_grad():  # huge weights before the sigmoids: every sigmoid saturates
+        plain = models.lenet(padding=0)
+        for m in plain.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+                m.weight.fill_(100.0)
+    assert ch06.sweep_diagnostics(X)(plain, 0)["saturated"] == pytest.approx(1.0, abs=0.02)
+    assert ch06.weights_before_norm(models.lenet()) == []
+
+
+def test_scaled_init_last_xavier_scales_all_but_the_last_layer():
+    a, b = models.lenet(models.batch_norm()), models.lenet(models.batch_norm())
+    torch.manual_seed(0)
+    ch06.scaled_init_last_xavier(1.0)(a)
+    torch.manual_seed(0)
+    ch06.scaled_init_last_xavier(10.0)(b)
+    la = [m for m in a.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    lb = [m for m in b.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    for x, y in zip(la[:-1], lb[:-1]):  # the same draws, times the scale
+        torch.testing.assert_close(y.weight, 10.0 * x.weight)
+    bound = (6 / (84 + 10)) ** 0.5  # Xavier-uniform for Linear(84, 10)
+    assert lb[-1].weight.abs().max() <= bound and (lb[-1].bias == 0).all()
+    with pytest.raises(ValueError, match="scale"):
+        ch06.scaled_init_last_xavier(0.0)
+
+
+def test_bn_output_and_the_weights_gradient_under_scaling():
+    """What E3 states: scaling the BN-fed weights by s leaves the loss unchanged and divides their gradient by s."""
+    X, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    grads, losses = [], []
+    for s in (1.0, 10.0):
+        net = models.lenet(models.batch_norm())
+        torch.manual_seed(0)
+        ch06.scaled_init_last_xavier(s)(net)
+        loss = torch.nn.functional.cross_entropy(net(X), y)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([m.weight.grad.flatten() for m in ch06.weights_before_norm(net)]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    torch.testing.assert_close(grads[1] * 10.0, grads[0], rtol=1e-3, atol=1e-7)
+
+
+def test_ema_effective_batches():
+    assert ch06.ema_effective_batches(0.1) == pytest.approx(19.0)
+    assert ch06.ema_effective_batches(1.0) == pytest.approx(1.0)
+    m = 0.3  # against the weights m (1 - m)^k summed directly
+    weights = torch.tensor([m * (1 - m) ** k for k in range(400)], dtype=torch.float64)
+    assert ch06.ema_effective_batches(m) == pytest.approx(float(1 / weights.pow(2).sum()))
+    with pytest.raises(ValueError):
+        ch06.ema_effective_batches(0.0)
+
+
+def test_bn_momentum_does_not_change_training():
+    """Exercise 2's premise, checked on torch's BN: the momentum of the running averages enters eval mode only."""
+    X, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    losses = {}
+    for momentum in (0.01, 0.5):
+        torch.manual_seed(0)
+        net = models.lenet(models.batch_norm(momentum=momentum))
+        opt = torch.optim.SGD(net.parameters(), lr=1.0)
+        run = []
+        for i in range(4):
+            loss = torch.nn.functional.cross_entropy(net(X[16 * i:16 * i + 16]), y[16 * i:16 * i + 16])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run.append(loss.item())
+        losses[momentum] = run
+    assert losses[0.01] == losses[0.5]
+
+
+def test_recomputed_accuracies_hook(tiny):
+    model = ex.lenet_model(True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hook = ch06.recomputed_accuracies(tiny, {"small": 64, "large": 512}, split="test")
+    out = hook(model, 1)
+    assert set(out) == {"test_acc_small", "test_acc_large"} and all(0 <= v <= 1 for v in out.values())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # the large sample is the whole training split: the same statistics as recompute_batchnorm_stats
+    twin = copy.deepcopy(model)
+    recompute_batchnorm_stats(twin, data.TensorLoader(tiny.X, tiny.y, 256, drop_last=True))
+    assert out["test_acc_large"] == pytest.approx(evaluate(twin, tiny.eval_loader("test")))
+    # training is the same with and without the hook (its draws use their own generator)
+    plain = ex.run_seeds(lambda: ex.lenet_model(True), tiny, seeds=[0], epochs=2, lr=1.0)
+    hooked = ex.run_seeds(lambda: ex.lenet_model(True), tiny, seeds=[0], epochs=2, lr=1.0, on_epoch_end=hook)
+    assert plain.train_loss.tolist() == hooked.train_loss.tolist()
+    with pytest.raises(ValueError, match="sample size"):
+        ch06.recomputed_accuracies(tiny, {"too many": 10_000})
+
+
+def test_effective_sample_size_counts_independent_values():
+    torch.manual_seed(0)
+    iid = torch.randn(4000, 2, 6, 6)
+    assert ch06.effective_sample_size(iid, 4) == pytest.approx(4 * 36, rel=0.1)
+    assert ch06.effective_sample_size(iid, 4, stride=2) == pytest.approx(4 * 9, rel=0.1)
+    # every position of an example equal: a channel mean is worth one value per example
+    same = torch.randn(4000, 2, 1, 1).expand(4000, 2, 6, 6)
+    assert ch06.effective_sample_size(same, 4) == pytest.approx(4, rel=0.1)
+    with pytest.raises(ValueError):
+        ch06.effective_sample_size(torch.randn(10, 3), 2)
+
+
+def test_ghost_batch_norm_1d_normalizes_groups_of_examples():
+    layer = ch06.GhostBatchNorm1d(5, 2)
+    x = torch.randn(8, 5)
+    expected = torch.cat([torch.nn.functional.batch_norm(c, None, None, training=True) for c in x.split(2)])
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    assert layer.num_batches_tracked.item() == 4  # one running-average update per ghost batch
+    layer.eval()
+    torch.testing.assert_close(layer(x), torch.nn.functional.batch_norm(
+        x, layer.running_mean, layer.running_var, layer.weight, layer.bias, False), rtol=1e-5, atol=1e-5)
+    assert ch06.values_per_statistic(layer, 32) == 2 and ch06.values_per_statistic(layer, 1) == 1
+    model = ch06.e4_model(ch06.ghost_batch_norm(2))
+    assert sum(isinstance(m, ch06.GhostBatchNorm1d) for m in model.modules()) == 2
+
+
+def test_e4_sweep_epochs_per_batch_size_and_new_columns():
+    frame = ch06.e4_sweep({"BN": models.batch_norm(), "GN": models.group_norm(8)}, [4, 16], [0],
+                          epochs={4: 1, 16: 2}, train_size=128, val_size=64, test_size=16, processes=1)
+    assert frame.set_index(["model", "batch_size"]).epochs.to_dict() == {
+        ("BN", 4): 1, ("BN", 16): 2, ("GN", 4): 1, ("GN", 16): 2}
+    assert [len(c) for c in frame.val_error_by_epoch] == frame.epochs.tolist()
+    assert frame.val_error.tolist() == [c[-1] for c in frame.val_error_by_epoch]
+    bn, gn = frame[frame.model == "BN"], frame[frame.model == "GN"]
+    assert bn.val_error_recomputed.between(0, 1).all() and gn.val_error_recomputed.isna().all()
+    with pytest.raises(ValueError, match="no entry"):
+        ch06.e4_sweep({"BN": models.batch_norm()}, [4, 8], [0], epochs={4: 1}, train_size=64, processes=1)
+
+
+def test_cosine_schedule_in_train(tiny):
+    from normbook.book.train import cosine_schedule, train
+    assert cosine_schedule(0.0) == 1.0 and cosine_schedule(0.5) == pytest.approx(0.5)
+    assert cosine_schedule(1.0) == pytest.approx(0.0, abs=1e-12)
+    seen = []
+
+    def record(progress):
+        seen.append(progress)
+        return 1.0
+
+    loaders = lambda: tiny.loaders(128, seed=0)  # noqa: E731
+    torch.manual_seed(0)
+    a = ex.lenet_model(True)
+    b, c = copy.deepcopy(a), copy.deepcopy(a)
+    ha = train(a, *loaders(), epochs=2, lr=0.5, seed=0, progress=False)
+    hb = train(b, *loaders(), epochs=2, lr=0.5, seed=0, progress=False, lr_schedule=record)
+    assert ha.batch_loss == hb.batch_loss  # a constant factor of 1 changes nothing
+    steps = 2 * (512 // 128)
+    assert seen == pytest.approx([i / steps for i in range(steps)])
+    hc = train(c, *loaders(), epochs=2, lr=0.5, seed=0, progress=False, lr_schedule=cosine_schedule)
+    assert hc.batch_loss[0] == ha.batch_loss[0] and hc.batch_loss[1:] != ha.batch_loss[1:]

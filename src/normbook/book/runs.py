@@ -221,10 +221,13 @@ def _sweep(values: Iterable, settings: dict, dataset: Data, *, column: str, seed
         with dataset.threads_context():
             history = run(settings[name], value, seed)
         final = history.final()
-        return {"model": name, column: value, "seed": seed, "train_loss": final["train_loss"],
-                "train_acc": final["train_acc"], "val_acc": final["eval_acc"],
-                "best_val_acc": max((a for a in history.eval_acc if not math.isnan(a)), default=float("nan")),
-                "diverged": history.diverged, "epochs": len(history)}
+        row = {"model": name, column: value, "seed": seed, "train_loss": final["train_loss"],
+               "train_acc": final["train_acc"], "val_acc": final["eval_acc"],
+               "best_val_acc": max((a for a in history.eval_acc if not math.isnan(a)), default=float("nan")),
+               "diverged": history.diverged, "epochs": len(history)}
+        # what an on_epoch_end hook measured, after the last epoch
+        row.update({key: values[-1] for key, values in history.extra.items() if key not in row})
+        return row
 
     if processes > 1:
         rows = parallel_map(one, jobs, processes)
@@ -243,7 +246,8 @@ def lr_sweep(models_: dict[str, Callable[[], nn.Module]], dataset: Data, lrs: Se
     ``train_kwargs`` (e.g. ``compile=True``) go to :func:`normbook.book.train.train`.
 
     Returns one row per (model, lr, seed): model, lr, seed, train_loss, train_acc, val_acc, best_val_acc,
-    diverged, epochs."""
+    diverged, epochs, then the last epoch's value of whatever an ``on_epoch_end`` hook (a train_kwarg)
+    returned."""
     def run(make_model, lr, seed):
         torch.manual_seed(seed)
         train_loader, val_loader = dataset.loaders(batch_size, seed, "val")
@@ -255,16 +259,19 @@ def lr_sweep(models_: dict[str, Callable[[], nn.Module]], dataset: Data, lrs: Se
 
 def init_sweep(models_: dict[str, tuple[Callable[[], nn.Module], float]], dataset: Data, scales: Sequence[float],
                *, seeds: Sequence[int] = (0, 1, 2), epochs: int, batch_size: int = 256, progress: bool = False,
-               processes: int = 1, **train_kwargs) -> pd.DataFrame:
+               processes: int = 1, init: Callable[[float], Callable] = scaled_normal_init,
+               **train_kwargs) -> pd.DataFrame:
     """Final **validation** accuracy for each model (name -> (constructor, lr)) with every Linear/Conv weight
-    drawn from N(0, scale^2), biases zero, at each scale, per seed (cs231n's weight-scale sweep).
+    drawn from N(0, scale^2), biases zero, at each scale, per seed (cs231n's weight-scale sweep). ``init(scale)``
+    makes the initializer (default :func:`normbook.book.train.scaled_normal_init`; e.g. one that keeps some
+    layer at another scale).
 
     Returns one row per (model, scale, seed), columns as :func:`lr_sweep` with ``scale`` for ``lr``."""
     def run(setting, scale, seed):
         make_model, lr = setting
         torch.manual_seed(seed)
         train_loader, val_loader = dataset.loaders(batch_size, seed, "val")
-        return train(make_model(), train_loader, val_loader, epochs=epochs, lr=lr, init=scaled_normal_init(scale),
+        return train(make_model(), train_loader, val_loader, epochs=epochs, lr=lr, init=init(scale),
                      seed=seed, device=dataset.device, progress=False, **train_kwargs)
     return _sweep(scales, models_, dataset, column="scale", seeds=seeds, progress=progress, run=run,
                   processes=processes)

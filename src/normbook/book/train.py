@@ -22,7 +22,8 @@ from torch import nn
 from ..config import device as default_device
 from ..config import device_of, in_ci, seed_everything
 
-__all__ = ["History", "train", "evaluate", "xavier_init", "scaled_normal_init", "compile_available", "OPTIMIZERS"]
+__all__ = ["History", "train", "evaluate", "xavier_init", "scaled_normal_init", "compile_available", "OPTIMIZERS",
+           "cosine_schedule"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -135,7 +136,8 @@ def train(model: nn.Module, train_loader: Iterable, eval_loader: Optional[Iterab
           optimizer: str = "sgd", weight_decay: float = 0.0, device: Union[torch.device, str, None] = None,
           init: Optional[Callable[[nn.Module], object]] = None, seed: Optional[int] = 0, progress: bool = True,
           desc: str = "train", stop_on_divergence: bool = True,
-          on_epoch_end: Optional[Callable[[nn.Module, int], dict]] = None, compile: bool = False) -> History:
+          on_epoch_end: Optional[Callable[[nn.Module, int], dict]] = None, compile: bool = False,
+          lr_schedule: Optional[Callable[[float], float]] = None) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` passes over ``train_loader``; return a :class:`History`.
 
     - ``model`` maps X (B, ...) to logits (B, num_classes); ``train_loader`` yields ``(X, y)`` with y (B,) int64
@@ -160,6 +162,8 @@ def train(model: nn.Module, train_loader: Iterable, eval_loader: Optional[Iterab
       architecture in the same process reuse it). PyTorch's autograd cannot be used in a process forked after a
       compiled backward ran, so compile inside the workers (as chapter 6 does with
       :func:`normbook.book.parallel.parallel_map`), not before forking them.
+    - ``lr_schedule(progress) -> factor``: before every step the rate is ``lr * lr_schedule(progress)``, with
+      ``progress = steps done / all steps`` in [0, 1) (e.g. :func:`cosine_schedule`); None keeps ``lr`` constant.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -179,6 +183,8 @@ def train(model: nn.Module, train_loader: Iterable, eval_loader: Optional[Iterab
     opt = _make_optimizer(optimizer, model.parameters(), float(lr), weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     history = History()
+    steps_per_epoch = len(train_loader) if lr_schedule is not None else 0
+    step = 0
 
     from tqdm.auto import tqdm
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=(not progress) or in_ci(), leave=True)
@@ -197,6 +203,11 @@ def train(model: nn.Module, train_loader: Iterable, eval_loader: Optional[Iterab
         start = time.perf_counter()
         for X, y in train_loader:
             X, y = X.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if lr_schedule is not None:
+                factor = float(lr_schedule(step / (epochs * steps_per_epoch)))
+                for group in opt.param_groups:
+                    group["lr"] = float(lr) * factor
+                step += 1
             logits = step_model(X)
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -226,6 +237,12 @@ def train(model: nn.Module, train_loader: Iterable, eval_loader: Optional[Iterab
                         eval_acc=f"{eval_acc:.3f}")
     bar.close()
     return history
+
+
+def cosine_schedule(progress: float) -> float:
+    """The cosine decay of the learning rate (Loshchilov & Hutter 2017, without restarts): factor 1 at the
+    start, falling to 0 at the end of training; ``progress`` in [0, 1]. For :func:`train`'s ``lr_schedule``."""
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _record(history: History, epoch: int, train_loss: float, train_acc: float, eval_acc: float,

@@ -12,8 +12,8 @@ from matplotlib.ticker import MaxNLocator
 
 from .common import COLORS, new_figure
 
-__all__ = ["learning_curves", "per_seed_curves", "sweep_curve", "accuracy_vs_lr", "accuracy_vs_init_scale", "error_vs_batch_size",
-           "loss_comparison"]
+__all__ = ["learning_curves", "per_seed_curves", "sweep_curve", "sweep_panels", "accuracy_vs_lr",
+           "accuracy_vs_init_scale", "error_vs_batch_size", "loss_comparison"]
 
 _LABELS = {"train_loss": "training loss", "train_acc": "training accuracy", "test_acc": "test accuracy",
            "val_acc": "validation accuracy", "test_error": "test error", "val_error": "validation error",
@@ -107,6 +107,21 @@ def sweep_curve(sweep, x: str, y: Optional[str] = None, by: str = "model", *, lo
     if title:
         ax.set_title(title)
     ax.legend()
+    return fig
+
+
+def sweep_panels(sweep, x: str, groups: dict, y: Optional[str] = None, *, title: Optional[str] = None,
+                 width: float = 10.0, height: float = 3.6, **kwargs):
+    """One :func:`sweep_curve` panel per group of models, side by side with a shared y axis: ``groups`` maps a
+    panel title to the model names it shows (e.g. ``{"sigmoid": [...], "ReLU": [...]}``; any iterable of names,
+    a dict's keys included). ``title`` goes above the figure; other keyword arguments go to each panel."""
+    fig, axes = new_figure(1, len(groups), width, height, sharey=True, squeeze=False)
+    for ax, (name, models) in zip(axes[0], groups.items()):
+        sweep_curve(sweep[sweep["model"].isin(list(models))], x, y, ax=ax, title=str(name), **kwargs)
+    for ax in axes[0][1:]:
+        ax.set_ylabel("")
+    if title:
+        fig.suptitle(title)
     return fig
 
 
