@@ -200,6 +200,9 @@ def test_recomputed_stats_hook_leaves_the_model_alone(tiny):
     assert frame["val_acc_recomputed"].notna().all() and len(frame) == 2
     fig = plot.per_seed_curves(frame, ["val_acc", "val_acc_recomputed"], ["running", "recomputed"])
     assert len(fig.axes[0].lines) == 2
+    two = pd.concat([frame, frame.assign(seed=1)], ignore_index=True)
+    fig = plot.per_seed_panels(two, ["val_acc", "val_acc_recomputed"], ["running", "recomputed"])
+    assert len(fig.axes) == 2 and all(len(ax.lines) == 2 for ax in fig.axes)
 
 
 def test_e4_sweep_rows_values_per_statistic_and_parallel_equals_serial():

@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .common import COLORS, new_figure
 
-__all__ = ["learning_curves", "per_seed_curves", "sweep_curve", "sweep_panels", "accuracy_vs_lr",
+__all__ = ["learning_curves", "per_seed_curves", "per_seed_panels", "sweep_curve", "sweep_panels", "accuracy_vs_lr",
            "accuracy_vs_init_scale", "error_vs_batch_size", "loss_comparison"]
 
 _LABELS = {"train_loss": "training loss", "train_acc": "training accuracy", "test_acc": "test accuracy",
@@ -25,6 +25,11 @@ def _band(ax, x, values, color, label, marker=None):
     """Mean over the rows of ``values`` (runs x points) with a band of min..max over runs."""
     values = np.asarray(values, dtype=float)
     mean = np.nanmean(values, axis=0)
+    if len(x) == 1 and len(values) > 1:  # a single setting: the range over runs as an error bar
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, label=label, marker=marker, lw=1.8,
+                    capsize=4)
+        return
     ax.plot(x, mean, color=color, label=label, marker=marker, lw=1.8)
     if len(values) > 1:
         ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color, alpha=0.2, lw=0)
@@ -76,6 +81,29 @@ def per_seed_curves(frame, metrics: Sequence[str], labels: Sequence[str], *, yla
     if title:
         ax.set_title(title)
     ax.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def per_seed_panels(frame, metrics: Sequence[str], labels: Sequence[str], *, ylabel: str = "test accuracy",
+                    title: Optional[str] = None, width: float = 10.0, height: float = 3.4):
+    """One panel per seed (shared y axis), one line per metric against the epoch: for comparing several ways
+    of evaluating the same run epoch by epoch. ``frame``: per-epoch rows with columns seed, epoch and the
+    metrics; ``labels``: one legend text per metric (the legend is in the first panel)."""
+    seeds = sorted(frame["seed"].unique())
+    fig, axes = new_figure(1, len(seeds), width, height, sharey=True, squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for ax, seed in zip(axes[0], seeds):
+        run = frame[frame["seed"] == seed].sort_values("epoch")
+        for j, (metric, label) in enumerate(zip(metrics, labels)):
+            ax.plot(run["epoch"], run[metric], color=COLORS[j % len(COLORS)], ls=styles[j % len(styles)],
+                    marker="o", ms=3, lw=1.5, label=label)
+        ax.set_title(f"seed {seed}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
     return fig
 
 
@@ -146,7 +174,7 @@ def error_vs_batch_size(sweep, **kwargs):
 def loss_comparison(result: dict, labels: Sequence[str] = ("normbook.nn", "torch.nn"), width: float = 10.0,
                     height: float = 3.4):
     """Left: the per-step training losses of two runs (``result["a"]``, ``result["b"]`` Histories, from
-    :func:`normbook.experiments.compare_layers`). Right: their absolute difference per step on a log scale."""
+    :func:`normbook.book.runs.compare_layers`). Right: their absolute difference per step on a log scale."""
     fig, (left, right) = new_figure(1, 2, width, height)
     a, b = result["a"].batch_loss, result["b"].batch_loss
     steps = np.arange(1, len(a) + 1)
