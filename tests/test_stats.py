@@ -105,6 +105,17 @@ def test_phrase_and_word():
     assert stats.compare([1, 2, 3], [2, 2, 4], paired=True).runs == "3 paired seeds"
 
 
+def test_sample_names_what_was_repeated():
+    right_a = [1.0] * 600 + [0.0] * 400          # per-image correctness of two models on one test set
+    right_b = [1.0] * 500 + [0.0] * 500
+    c = stats.compare(right_a, right_b, paired=True, sample="test images")
+    assert c.phrase("B").endswith(", 1,000 paired test images)") and c.verdict == "higher"
+    r = stats.compare_ratio([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], sample="rounds")
+    assert r.interval().endswith("3 paired rounds")
+    assert stats.compare_to([0.8, 0.82], 0.1, sample="batches").runs == "2 batches"
+    assert stats.compare([1, 2], [3, 4]).sample == "seeds"  # the default is unchanged
+
+
 def test_ratio_is_the_exponentiated_log_interval():
     a, b = [2.0, 2.2, 1.9, 2.1], [1.0, 1.05, 0.98, 1.02]
     r = stats.compare_ratio(a, b)
