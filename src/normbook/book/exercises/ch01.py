@@ -1,6 +1,6 @@
 """Checkers for chapter 1's graded exercises (Why normalize?)::
 
-    from normbook.exercises import ch01
+    from normbook.book.exercises import ch01
     ch01.check_layer_stds(layer_stds)          # (model, x) -> [std of each nonlinearity's output]
     ch01.check_update_to_data(update_to_data)  # (model, step) -> [relative change of each Linear weight]
     ch01.check_grad_to_data(grad_to_data)      # (model after backward) -> [grad std / weight std per Linear]
@@ -55,7 +55,7 @@ def _overflowing_input(model: nn.Module, x: torch.Tensor, peak: float = 1e37) ->
 
 def check_layer_stds(student_fn: Callable, verbose: bool = True) -> CheckResult:
     """``student_fn(model, x)`` -> the float64 std of every ReLU/Sigmoid/Tanh output, in call order, against
-    ``normbook.diagnostics.activation_std``; the model must be left without hooks and unchanged. The last case
+    ``normbook.book.diagnostics.activation_std``; the model must be left without hooks and unchanged. The last case
     scales its input so that a layer's float32 sum overflows while its values are finite (a float32 ``std()``
     returns inf there)."""
     def case(depth, init, norm, activation, seed, overflow=False, batch=8):
@@ -132,7 +132,7 @@ def check_update_to_data(student_fn: Callable, verbose: bool = True) -> CheckRes
 
 def check_grad_to_data(student_fn: Callable, verbose: bool = True) -> CheckResult:
     """``student_fn(model)`` (after ``backward``) -> ``weight.grad.std() / weight.std()`` of every ``nn.Linear``,
-    input side first, against ``normbook.diagnostics.grad_to_data_ratios``."""
+    input side first, against ``normbook.book.diagnostics.grad_to_data_ratios``."""
     def case(depth, init, norm, seed):
         def run():
             torch.manual_seed(seed)

@@ -1,6 +1,6 @@
 """Checkers for chapter 2's graded exercises (BatchNorm: the mathematics)::
 
-    from normbook.exercises import ch02
+    from normbook.book.exercises import ch02
     ch02.check_batch_norm_forward(batch_norm_forward)     # (x, gamma, beta, eps) -> y
     ch02.check_backward_stages(bn_backward_stages)        # (dy, x, gamma, eps) -> (d_x_hat, d_var, d_mu, dx)
     ch02.check_batch_norm_backward(batch_norm_backward)   # (dy, x, gamma, eps) -> (dx, dgamma, dbeta)
