@@ -27,7 +27,7 @@ import functools
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -287,76 +287,97 @@ def changed(original, kept, what: str = "input") -> Optional[str]:
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_']*")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_']*|\d+(?:\.\d+)?(?:e-?\d+)?|\*\*|//|[-+*/()=@^,\[\]]")
-_OPS = ("+", "-", "*", "/", "**", "//", "@", "^")
+_OPERATORS = {"+", "-", "*", "/", "**", "//", "@"}
+#: method calls that change a tensor's shape, type or place, not its values: a hint may leave them out
+_SHAPE_ONLY = {"reshape", "view", "view_as", "reshape_as", "unsqueeze", "squeeze", "expand", "expand_as", "flatten",
+               "contiguous", "double", "float", "half", "to", "detach", "clone", "item", "cpu", "cuda"}
+_MODULES = {"torch", "F", "nn", "math", "np", "numpy"}
 
 
-def _abstract(tokens: Sequence[str]) -> str:
-    """Names become ``v`` (runs of names, as in prose, become one), numbers and operators stay."""
+class _Normalize(ast.NodeTransformer):
+    """Code as a hint would write it: ``torch.sqrt(a)`` -> ``sqrt(a)``, ``x.mean(dim=0)`` -> ``mean(x)``,
+    ``bn.running_var`` -> ``running_var``, ``t.reshape(shape)`` -> ``t``; keyword arguments dropped."""
+
+    def visit_Call(self, node):
+        args = [self.visit(a) for a in node.args]
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            owner = func.value
+            if func.attr in _SHAPE_ONLY:
+                return self.visit(owner)
+            if isinstance(owner, ast.Name) and owner.id in _MODULES:
+                return ast.copy_location(ast.Call(func=ast.Name(id=func.attr, ctx=ast.Load()), args=args,
+                                                  keywords=[]), node)
+            return ast.copy_location(ast.Call(func=ast.Name(id=func.attr, ctx=ast.Load()),
+                                              args=[self.visit(owner)] + args, keywords=[]), node)
+        return ast.copy_location(ast.Call(func=self.visit(func), args=args, keywords=[]), node)
+
+    def visit_Attribute(self, node):
+        return ast.copy_location(ast.Name(id=node.attr, ctx=ast.Load()), node)
+
+
+def _abstract(tokens: Sequence[str]) -> List[str]:
+    """Names become ``v`` (a run of names, as in prose, becomes one); numbers and operators stay."""
     out: List[str] = []
     for tok in tokens:
         tok = "v" if _NAME.fullmatch(tok) else tok
-        if tok == "v" and out and out[-1] == "v":
-            continue
-        out.append(tok)
-    return "".join(out)
-
-
-def _concrete(tokens: Sequence[str]) -> str:
-    return "".join(tokens)
-
-
-class _Fragments(ast.NodeVisitor):
-    def __init__(self):
-        self.nodes: List[ast.expr] = []
-
-    def generic_visit(self, node):
-        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
-            self.nodes.append(node)
-        super().generic_visit(node)
-
-
-class _Strip(ast.NodeTransformer):
-    """``torch.sqrt(bn.running_var + bn.eps)`` -> ``sqrt(running_var + eps)``: a formula's names, not its owners."""
-
-    def visit_Attribute(self, node):
-        self.generic_visit(node)
-        return ast.copy_location(ast.Name(id=node.attr, ctx=node.ctx), node)
-
-
-def _ops(node: ast.AST) -> int:
-    return sum(isinstance(n, (ast.BinOp, ast.UnaryOp)) for n in ast.walk(node))
-
-
-def formula_fragments(code: str, min_ops: int = 2) -> Set[Tuple[str, str, int]]:
-    """The formulas in ``code`` (a reference solution): every arithmetic sub-expression with at least ``min_ops``
-    operators, as (concrete, abstract, operator count), the strings without spaces, attribute owners dropped
-    (``bn.eps`` -> ``eps``) and, in the abstract form, every name replaced by ``v``. Code that does not parse
-    yields nothing."""
-    try:
-        tree = _Strip().visit(ast.parse(code))
-    except SyntaxError:
-        return set()
-    finder = _Fragments()
-    finder.visit(tree)
-    out = set()
-    for node in finder.nodes:
-        n_ops = _ops(node)
-        if n_ops < min_ops:
-            continue
-        tokens = _TOKEN.findall(ast.unparse(node))
-        out.add((_concrete(tokens), _abstract(tokens), n_ops))
+        if not (tok == "v" and out and out[-1] == "v"):
+            out.append(tok)
     return out
 
 
-def hint_leaks(hint: str, reference: str, min_ops: int = 2, min_abstract_ops: int = 3) -> List[str]:
-    """The formulas of ``reference`` (code) that ``hint`` prints: a fragment with ``min_ops`` operators written
-    with the same names, or one with ``min_abstract_ops`` operators under other names (``new = (1 - momentum) *
-    old + momentum * batch statistic`` prints ``(1 - momentum) * running_mean + momentum * mean``). Markdown
-    emphasis, backticks and spaces are ignored. Empty: the hint gives no formula of the reference away."""
+def _longest_common(a: Sequence[str], b: Sequence[str]) -> List[str]:
+    best, end, prev = 0, 0, [0] * (len(b) + 1)
+    for i in range(1, len(a) + 1):
+        cur = [0] * (len(b) + 1)
+        for j in range(1, len(b) + 1):
+            if a[i - 1] == b[j - 1]:
+                cur[j] = prev[j - 1] + 1
+                if cur[j] > best:
+                    best, end = cur[j], i
+        prev = cur
+    common = list(a[end - best:end])
+    while common and common[0] in _OPERATORS | {","}:
+        common.pop(0)
+    while common and common[-1] in _OPERATORS | {","}:
+        common.pop()
+    return common
+
+
+def formula_fragments(code: str) -> List[List[str]]:
+    """The right-hand sides of ``code`` (a reference solution: assignments, returns, expressions), each as tokens
+    of its normalized form (see ``_Normalize``). Code that does not parse yields nothing."""
+    try:
+        tree = _Normalize().visit(ast.parse(code))
+    except SyntaxError:
+        return []
+    out = []
+    for node in ast.walk(tree):
+        value = getattr(node, "value", None) if isinstance(node, (ast.Assign, ast.AugAssign, ast.Return,
+                                                                  ast.Expr, ast.AnnAssign)) else None
+        if value is not None:
+            out.append(_TOKEN.findall(ast.unparse(value)))
+    return out
+
+
+def hint_leaks(hint: str, reference: str, min_ops: int = 2, min_abstract_ops: int = 3,
+               min_tokens: int = 8) -> List[str]:
+    """The formulas of ``reference`` (code) that ``hint`` prints: the longest run of tokens a right-hand side of
+    the reference shares with the hint, when it holds at least ``min_ops`` operators with the same names, or at
+    least ``min_abstract_ops`` under other names (``new = (1 - momentum) * old + momentum * batch statistic``
+    prints ``(1 - momentum) * running_mean + momentum * mean``), or a whole right-hand side of ``min_tokens``
+    tokens or more (``(0,) + tuple(range(2, ndim))``). Shape-only calls, module prefixes, markdown emphasis and
+    spaces are ignored. Empty: the hint gives no formula of the reference away. A heuristic: a hint that writes
+    the formula rearranged (factors in another order) passes it, which is why a checker can also declare the
+    fragments its hint must not contain (tests/test_checker_hints.py)."""
     text = re.sub(r"(?<![\w)\]])\*{1,2}(?=\w)|(?<=\w)\*{1,2}(?![\w(\[])|`", "", hint)
     tokens = _TOKEN.findall(text)
-    concrete, abstract = _concrete(tokens), _abstract(tokens)
-    found = [conc for conc, abst, n_ops in sorted(formula_fragments(reference, min_ops))
-             if conc in concrete or (n_ops >= min_abstract_ops and abst in abstract)]
-    # report the largest fragments only (a leaked formula contains its sub-formulas)
-    return [f for f in found if not any(f != g and f in g for g in found)]
+    found = []
+    for rhs in formula_fragments(reference):
+        same = _longest_common(rhs, tokens)
+        other = _longest_common(_abstract(rhs), _abstract(tokens))
+        if sum(t in _OPERATORS for t in same) >= min_ops or (len(rhs) >= min_tokens and same == rhs):
+            found.append("".join(same))
+        elif sum(t in _OPERATORS for t in other) >= min_abstract_ops:
+            found.append("".join(other))
+    return sorted(set(found))
