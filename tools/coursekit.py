@@ -303,10 +303,11 @@ def _asks_for_text(ex: Exercise) -> bool:
 
 
 def answer_cells(ex: Exercise) -> list:
-    """The answer cell(s) for one exercise: the code cell (id ``chNN-exK``) of a coding exercise, followed by a
-    markdown cell ``chNN-exK-text`` when its text also asks a question; the markdown cell of a conceptual one."""
+    """The answer cell(s) for one exercise: the code cell (id ``chNN-exK``) of a coding or graded exercise,
+    followed by a markdown cell ``chNN-exK-text`` when its text also asks a question; the markdown cell of an
+    ungraded conceptual one."""
     meta = {METADATA_KEY: {"answer": answer_metadata(ex)}, "tags": [ANSWER_TAG]}
-    if ex.kind == "Conceptual":
+    if ex.kind == "Conceptual" and not ex.graded:
         cell = nbformat.v4.new_markdown_cell(f"**Your answer to exercise {ex.number}:**\n\n*(write it here)*",
                                              metadata=meta)
         cell.id = ex.id
