@@ -67,7 +67,8 @@ pre, div.highlight, div.cell_input, div.cell_output, div.output { break-inside: 
 /* tables: wrap cells, break across pages between rows, never scroll */
 .pst-scrollable-table-container, .table-wrapper, div.output_html, div.output.text_html, .cell_output, .output_area {
   overflow: visible !important; max-width: 100% !important; }
-table { max-width: 100% !important; break-inside: auto; }
+table, .pst-scrollable-table-container, .table-wrapper { break-inside: auto !important; }
+table { max-width: 100% !important; }
 table th, table td { white-space: normal !important; overflow-wrap: anywhere; word-break: normal; }
 tr { break-inside: avoid; }
 thead { display: table-header-group; }
