@@ -147,3 +147,17 @@ def test_mean_sd_and_mean_std():
     assert stats.mean_std(0.5, float("nan")) == "0.500"
     with pytest.raises(ValueError):
         stats.mean_sd([])
+
+
+def test_a_group_without_spread_gives_an_interval_without_a_warning():
+    """Five runs that all stay at chance (0.1 each) against five that train: scipy warns about "precision loss"
+    for the constant group, although its zero variance is right; the comparison is Welch's interval with the
+    other group's spread alone (n_a - 1 degrees of freedom) and prints nothing."""
+    import warnings
+    stuck, trained = [0.1] * 5, [0.80, 0.79, 0.78, 0.79, 0.785]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = stats.compare(trained, stuck)
+    half = st.t.ppf(0.975, 4) * np.std(trained, ddof=1) / math.sqrt(5)
+    assert (c.low, c.high) == pytest.approx((np.mean(trained) - 0.1 - half, np.mean(trained) - 0.1 + half))
+    assert c.verdict == "higher"

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import torch
-from torch.utils import benchmark
 
 __all__ = ["TimingResult", "time_it", "compare_times"]
 
@@ -73,7 +72,11 @@ def _check_counts(repeats: int, number: Optional[int]) -> None:
         raise ValueError(f"number must be a positive integer (or None to choose it), got {number!r}")
 
 
-def _timer(fn: Callable[[], object], num_threads: int) -> benchmark.Timer:
+def _timer(fn: Callable[[], object], num_threads: int):
+    # imported here: torch.utils.benchmark imports torch's C++ extension builder, which on a CUDA build of torch
+    # without a GPU logs "No CUDA runtime is found" at import; importing normbook should not print anything
+    from torch.utils import benchmark
+
     if not callable(fn):
         raise TypeError(f"expected a function of no arguments to time, got {type(fn).__name__}")
     return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads)

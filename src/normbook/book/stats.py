@@ -21,6 +21,7 @@ The intervals are scipy's (``scipy.stats.ttest_ind(equal_var=False)``, ``ttest_r
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -65,6 +66,16 @@ def _verdict(low: float, high: float) -> str:
     if high < 0:
         return "lower"
     return "indistinguishable"
+
+
+def _quiet(test):
+    """Run a scipy test whose input may hold a group without spread (e.g. five runs all at chance, 0.100): scipy
+    then warns "Precision loss occurred in moment calculation" although a zero variance is the right answer and
+    the interval is computed correctly from the other group. That warning alone is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred in moment calculation",
+                                category=RuntimeWarning)
+        return test()
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -153,12 +164,12 @@ def compare(a: Sequence[float], b: Sequence[float], *, paired: bool = False, alp
         if _constant(d):  # no spread at all: the interval is the value itself (scipy would return NaN)
             diff = low = high = float(d[0])
         else:
-            low, high = st.ttest_rel(a, b).confidence_interval(1 - alpha)
+            low, high = _quiet(lambda: st.ttest_rel(a, b).confidence_interval(1 - alpha))
     else:
         if _constant(a) and _constant(b):  # no spread at all: the interval is the difference itself
             diff = low = high = float(a[0] - b[0])
         else:
-            low, high = st.ttest_ind(a, b, equal_var=False).confidence_interval(1 - alpha)
+            low, high = _quiet(lambda: st.ttest_ind(a, b, equal_var=False).confidence_interval(1 - alpha))
     low, high = float(low), float(high)
     return Comparison(float(a.mean()), float(b.mean()), diff, low, high, int(a.size), int(b.size), paired, alpha,
                       _verdict(low, high))
@@ -191,7 +202,7 @@ def compare_to(a: Sequence[float], value: float, *, alpha: float = ALPHA) -> Com
     if _constant(a):
         diff = low = high = float(a[0] - value)
     else:
-        low, high = st.ttest_1samp(a, value).confidence_interval(1 - alpha)
+        low, high = _quiet(lambda: st.ttest_1samp(a, value).confidence_interval(1 - alpha))
         low, high = float(low) - value, float(high) - value
     return Comparison(float(a.mean()), float(value), diff, low, high, int(a.size), 0, False, alpha,
                       _verdict(low, high))
