@@ -22,6 +22,7 @@ markdown cell left empty is dropped. Outputs stay as they are (a solution never 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
