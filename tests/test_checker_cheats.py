@@ -2,9 +2,10 @@
 autograd where it asks for the backward pass by hand, a fold that rewrites the module the checker then uses as its
 reference.
 
-Each ``test_checker_rejects_*`` is a strict xfail today: the chapters' checkers accept the cheat. The follow-up
-pass wires ``normbook.book.exercises.guard`` / ``private_copy`` into each checker (see the list in each reason);
-the test then XPASSes, which fails, and its mark comes off. Each ``test_guard_rejects_*`` shows today that the
+``test_checker_rejects_the_cheat`` is a strict xfail for each checker that accepts its cheat today; chapter 2's
+checkers were fixed in this round (ch02.py's own ``no_batch_norm`` / ``no_autograd``) and pass. The follow-up pass
+wires ``normbook.book.exercises.guard`` / ``private_copy`` into the others; a test then XPASSes, which fails, and
+the checker's id goes into FIXED. Each ``test_guard_rejects_*`` shows today that the
 machinery catches the same cheat, so the follow-up is a one-line change per checker (the grader,
 tools/normbook_grading.py, already applies it where an answer cell declares ``forbid``).
 """
@@ -18,6 +19,8 @@ from torch import nn
 from normbook.book.exercises import AUTOGRAD, TORCH_NORM, ch02, ch03, ch04, ch05, ch07, ch08, ch10, guard
 
 XFAIL = pytest.mark.xfail(strict=True, reason="the checker accepts the cheat (issue 28); follow-up: guard it")
+#: cheats their checker already rejects
+FIXED = {"ch02-forward-F.batch_norm", "ch02-backward-autograd"}
 
 
 # --------------------------------------------------------------------------- the cheats
@@ -106,12 +109,13 @@ CHEATS = [  # (id, checker, cheat, what the guard forbids or None)
 ]
 
 
-@pytest.mark.parametrize("checker, cheat", [pytest.param(c, f, id=i, marks=XFAIL) for i, c, f, _ in CHEATS])
+@pytest.mark.parametrize("checker, cheat", [pytest.param(c, f, id=i, marks=[] if i in FIXED else XFAIL)
+                                            for i, c, f, _ in CHEATS])
 def test_checker_rejects_the_cheat(checker, cheat):
     assert not checker(cheat, verbose=False)
 
 
-@pytest.mark.parametrize("checker, cheat", [pytest.param(c, f, id=i) for i, c, f, _ in CHEATS])
+@pytest.mark.parametrize("checker, cheat", [pytest.param(c, f, id=i) for i, c, f, _ in CHEATS if i not in FIXED])
 def test_the_cheat_passes_today(checker, cheat):
     """Not a goal: proves each cheat above is a working answer (so its xfail is about the checker, not a broken
     cheat). When a checker is fixed this test fails for it: drop the pair from here and the xfail above."""

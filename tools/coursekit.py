@@ -45,7 +45,11 @@ CHECK_CALL = re.compile(r"(?:\bnormbook\.(?:book\.)?exercises\.)?\b(?P<module>ch
                         r"\s*(?P<function>[A-Za-z_]\w*)")
 CODE_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?:python|py|ipython3?)\s*$")
 RUBRIC = re.compile(r"^\s*rubric\b", re.I)
+INTEXT = re.compile(r"^\s*exercise\b", re.I)
 ANSWER_TAG = "answer"
+#: names a skeleton may use because the page imported them earlier, and the import its answer cell then needs
+IMPLICIT_IMPORTS = (("torch", "import torch"), ("F", "import torch.nn.functional as F"), ("nn", "from torch import nn"),
+                    ("math", "import math"), ("np", "import numpy as np"))
 METADATA_KEY = "normbook"
 
 #: phrases of an exercise's text that rule functions out, and the group the grader forbids for them
@@ -83,12 +87,15 @@ class Exercise:
     rubric: Optional[str]            # the rubric block's body, when the chapter has one
     checks: List[Check] = field(default_factory=list)
     forbid: List[str] = field(default_factory=list)
-    start: int = 0                   # lines of the exercises cell: [start, end)
+    start: int = 0                   # lines of the exercises cell (or of the in-text exercise's cell): [start, end)
     end: int = 0
+    prefix: str = "ex"               # "ex": the chapter's closing exercises; "in": an exercise in the text
+    cell: Optional[int] = None       # an in-text exercise's markdown cell
+    title: str = ""                  # an in-text exercise's admonition title
 
     @property
     def id(self) -> str:
-        return f"ch{self.chapter}-ex{self.number}"
+        return f"ch{self.chapter}-{self.prefix}{self.number}"
 
     @property
     def graded(self) -> bool:
@@ -192,8 +199,55 @@ def _checker_forbids(check: Check) -> List[str]:
     return list(getattr(getattr(module, check.checker, None), "forbids", ()) or ())
 
 
+def _checks_and_forbid(text: str) -> tuple:
+    checks, seen = [], set()
+    for call in CHECK_CALL.finditer(text):
+        key = (call.group("module"), call.group("checker"))
+        if key not in seen:
+            seen.add(key)
+            checks.append(Check(call.group("module"), call.group("checker"), call.group("function")))
+    forbid = [group for group, phrase in FORBID_PHRASES.items() if phrase.search(text)]
+    for check in checks:
+        forbid += [name for name in _checker_forbids(check) if name not in forbid]
+    return checks, forbid
+
+
+def intext_exercises(nb, chapter: str) -> List[Exercise]:
+    """Graded exercises in the text: an ``{admonition}`` whose title starts with "Exercise" and that holds a
+    python block with a checker call (chapter 2's "Exercise: derive the backward pass before reading on"). Their
+    ids are ``chNN-inK`` (K: their order on the page); the text after them is their solution."""
+    out = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown" or HEADING.search(cell.source):
+            continue
+        lines = cell.source.split("\n")
+        for kind, first, last in _blocks(lines, 0, len(lines)):
+            m = FENCE.match(lines[first]) if kind == "directive" else None
+            if not m or m.group("name") != "admonition" or not INTEXT.match(m.group("arg")):
+                continue
+            code = [(a, b) for k, a, b in _blocks(lines, first + 1, last) if k == "code"
+                    and CHECK_CALL.search("\n".join(lines[a:b + 1]))]
+            if not code:
+                continue
+            a, b = code[0]
+            skeleton = textwrap.dedent("\n".join(lines[a + 1:b])).strip("\n")
+            question = "\n".join(line for i, line in enumerate(lines[first + 1:last], first + 1)
+                                 if not (a <= i <= b) and not re.match(r"^\s*:[\w-]+:", line)).strip("\n")
+            checks, forbid = _checks_and_forbid(question + "\n" + skeleton)
+            out.append(Exercise(chapter=chapter, number=len(out) + 1, kind="Coding", question=question,
+                                skeleton=skeleton, solution="", rubric=None, checks=checks, forbid=forbid,
+                                start=first, end=last + 1, prefix="in", cell=index, title=m.group("arg").strip()))
+    return out
+
+
 def exercises(nb, chapter: str) -> List[Exercise]:
-    """The chapter's exercises, in order (empty when it has no ``## Exercises`` section)."""
+    """The chapter's exercises: the graded ones in its text (:func:`intext_exercises`), then those of its
+    ``## Exercises`` section, in order."""
+    return intext_exercises(nb, chapter) + closing_exercises(nb, chapter)
+
+
+def closing_exercises(nb, chapter: str) -> List[Exercise]:
+    """The exercises of the chapter's ``## Exercises`` section, in order (none without one)."""
     index = exercises_cell(nb)
     if index is None:
         return []
@@ -223,16 +277,7 @@ def exercises(nb, chapter: str) -> List[Exercise]:
         kept = [line for i, line in enumerate(lines[start:end], start)
                 if not any(a <= i <= b for a, b in drop)]
         question = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
-        text_without_solution = "\n".join(kept) + "\n" + (skeleton or "")
-        checks, seen = [], set()
-        for call in CHECK_CALL.finditer(text_without_solution):
-            key = (call.group("module"), call.group("checker"))
-            if key not in seen:
-                seen.add(key)
-                checks.append(Check(call.group("module"), call.group("checker"), call.group("function")))
-        forbid = [group for group, phrase in FORBID_PHRASES.items() if phrase.search(question)]
-        for check in checks:
-            forbid += [name for name in _checker_forbids(check) if name not in forbid]
+        checks, forbid = _checks_and_forbid("\n".join(kept) + "\n" + (skeleton or ""))
         out.append(Exercise(chapter=chapter, number=int(m.group("num")), kind=m.group("kind").capitalize(),
                             question=question, skeleton=skeleton, solution=solution, rubric=rubric,
                             checks=checks, forbid=forbid, start=start, end=end))
@@ -280,6 +325,9 @@ def skeleton_source(ex: Exercise) -> str:
         rest.pop(0)
     calls = [f"{c.module}.{c.checker}({c.function})" for c in ex.checks
              if not re.search(rf"\b{c.module}\.{c.checker}\(", body)]
+    # the grader runs the answer cell alone: it imports what its code uses (the page imported it earlier)
+    imports += [line for alias, line in IMPLICIT_IMPORTS if re.search(rf"(?<![\w.]){re.escape(alias)}\.", body)
+                and not re.search(rf"^\s*(import|from)\s.*\b{re.escape(alias)}\b", body, re.M)]
     source = "\n".join(imports + moved) + ("\n\n" if imports or moved else "") + "\n".join(rest).rstrip()
     if calls:
         source += "\n\n" + "\n".join(calls)
@@ -344,25 +392,40 @@ def split_exercises(nb, chapter: str, strip) -> tuple:
     """The notebook with its exercises cell split after each exercise, each followed by its answer cell(s);
     ``strip(text) -> (text, n)`` removes solution (and rubric) blocks from each piece. Returns (nb, exercises)."""
     nb = copy.deepcopy(nb)
-    index = exercises_cell(nb)
     exs = exercises(nb, chapter)
-    if index is None or not exs:
-        return nb, exs
     authored = authored_answer_cells(nb)
     nb.cells = [c for c in nb.cells if c.metadata.get(METADATA_KEY, {}).get("answer", {}).get("exercise")
                 not in authored or c.cell_type == "markdown"]
+    intext = [ex for ex in intext_exercises(nb, chapter)]
+    for ex in sorted(intext, key=lambda e: (-e.cell, -e.start)):  # from the end, so indices stay valid
+        cell = nb.cells[ex.cell]
+        lines = cell.source.split("\n")
+        block = lines[ex.start:ex.end]
+        code = [(a, b) for k, a, b in _blocks(block, 1, len(block) - 1) if k == "code"
+                and CHECK_CALL.search("\n".join(block[a:b + 1]))][0]
+        block[code[0]:code[1] + 1] = ["*Write your answer in the code cell below (run it to check it).*"]
+        before, after = "\n".join(lines[:ex.start] + block).strip("\n"), "\n".join(lines[ex.end:]).strip("\n")
+        new = [nbformat.v4.new_markdown_cell(before, metadata=copy.deepcopy(cell.metadata))]
+        new[0].id = cell.id
+        new += [authored[ex.id]] if ex.id in authored else answer_cells(ex)
+        if after.strip():
+            new.append(nbformat.v4.new_markdown_cell(after, metadata=copy.deepcopy(cell.metadata)))
+        nb.cells[ex.cell:ex.cell + 1] = new
     index = exercises_cell(nb)
+    closing = closing_exercises(nb, chapter)
+    if index is None or not closing:
+        return nb, exs
     lines = nb.cells[index].source.split("\n")
     pieces = []
-    pieces.append(("md", "\n".join(lines[:exs[0].start])))
-    for ex in exs:
+    pieces.append(("md", "\n".join(lines[:closing[0].start])))
+    for ex in closing:
         item = ex.question.split("\n")
         if ex.skeleton:
             item.append("")
             item.append("   *Write your answer in the code cell below (run it to check it).*")
         pieces.append(("md", "\n".join(item)))
         pieces.append(("answer", ex))
-    pieces.append(("md", "\n".join(lines[exs[-1].end:])))
+    pieces.append(("md", "\n".join(lines[closing[-1].end:])))
     cells, first = [], nb.cells[index]
     for kind, value in pieces:
         if kind == "answer":

@@ -417,7 +417,8 @@ def guide(path: Path, labels=None, bib=None) -> tuple:
                "points": points, "reading": _round5(words / WORDS_PER_MINUTE), "exercise_minutes": total,
                "runtime": runtime.get("cpu"), "repeats": [], "weak": []}
     for ex in exs:
-        lines += [f"## {ex.id}: exercise {ex.number} ({ex.kind.lower()})", "", _quote(re.sub(
+        name = f"in-text exercise {ex.number}, \"{ex.title}\"" if ex.prefix == "in" else f"exercise {ex.number}"
+        lines += [f"## {ex.id}: {name} ({ex.kind.lower()})", "", _quote(re.sub(
             r"^\d+\.\s+\*\*\((Conceptual|Coding)\)\*\*\s*", "", ex.question)), ""]
         goal, shared = closest_goal(ex.question, goals)
         assesses = []
@@ -455,7 +456,9 @@ def guide(path: Path, labels=None, bib=None) -> tuple:
             named = named_mistakes(ex)
             if named:
                 lines += ["**Mistakes the model answer names:**", ""] + [f"- {s}" for s in named] + [""]
-        lines += ["**Model solution:**", "", ex.solution.strip() or "*(the chapter gives none)*", ""]
+        lines += ["**Model solution:**", "", ex.solution.strip() or (
+            "*(an exercise in the text: the chapter derives the answer right after it)*" if ex.prefix == "in"
+            else "*(the chapter gives none)*"), ""]
         if not ex.graded:
             if ex.rubric:
                 lines += ["**Rubric** (from the chapter):", "", ex.rubric.strip(), ""]
