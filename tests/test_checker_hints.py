@@ -90,7 +90,7 @@ def test_hint_does_not_print_the_reference(ex, check):
 
 
 #: graded exercises whose solution has no code (the instructor edition has no model answer to run)
-NO_CODE = {"ch01-ex7", "ch06-ex5"}
+NO_CODE = {"ch01-ex7"}
 
 
 @pytest.mark.parametrize("ex", [pytest.param(ex, id=ex.id, marks=[pytest.mark.xfail(
