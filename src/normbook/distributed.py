@@ -310,6 +310,8 @@ def _to_numpy(obj):
 def _entry(rank, world_size, init_file, backend, timeout_s, threads, worker, args, queue):
     try:
         torch.set_num_threads(threads)
+        if backend == "nccl":   # one GPU per process, chosen before NCCL's first collective (the barrier below)
+            torch.cuda.set_device(rank % torch.cuda.device_count())
         dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world_size,
                                 timeout=__import__("datetime").timedelta(seconds=timeout_s))
         try:

@@ -238,7 +238,7 @@ def convert_task(rank: int, world_size: int, cfg: dict) -> dict:
     net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
     if cfg["order"] == "before":
         net = convert(net)
-    ddp = DDP(net)
+    ddp = DDP(net, find_unused_parameters=cfg.get("find_unused", False))
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     if cfg["order"] == "after":
         convert(ddp)
