@@ -10,7 +10,6 @@ Outputs stay as they are (a solution never prints into another cell).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
