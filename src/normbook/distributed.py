@@ -334,8 +334,7 @@ def launch(worker: Callable, world_size: int, *args, backend: Optional[str] = No
     ``worker`` must be importable by the children (a function in a module, not one defined in a notebook).
     ``backend`` defaults to gloo (NCCL when every process can have its own GPU). A worker that raises, or a
     process that dies without reporting, makes this raise RuntimeError with its traceback or exit code; processes
-    still running after ``timeout`` seconds are terminated. Unless ``TORCH_LOGS`` is set, the processes start
-    with ``TORCH_LOGS=-torch`` (torch's log messages limited to errors; Python warnings are unaffected).
+    still running after ``timeout`` seconds are terminated.
     """
     import torch.multiprocessing as mp
     if backend is None:
@@ -347,18 +346,8 @@ def launch(worker: Callable, world_size: int, *args, backend: Optional[str] = No
     os.remove(init_file)   # the file store creates it
     procs = [ctx.Process(target=_entry, args=(r, world_size, init_file, backend, timeout, threads, worker, args,
                                               queue), daemon=True) for r in range(world_size)]
-    # The children inherit the environment when they start. Unless the caller chose TORCH_LOGS, they start with
-    # torch's log messages limited to errors: importing torch.utils.benchmark on a machine with the CUDA toolkit
-    # but no GPU logs "No CUDA runtime is found" from every process, onto a notebook's page.
-    saved = os.environ.get("TORCH_LOGS")
-    if saved is None:
-        os.environ["TORCH_LOGS"] = "-torch"
-    try:
-        for p in procs:
-            p.start()
-    finally:
-        if saved is None:
-            del os.environ["TORCH_LOGS"]
+    for p in procs:
+        p.start()
     results, errors = {}, {}
     deadline = time.monotonic() + timeout
     import queue as _queue
