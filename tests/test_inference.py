@@ -127,17 +127,40 @@ def test_eval_batch_size_lab():
     assert all(0 <= a <= 1 for a in lab["train"])
 
 
-def test_median_time_and_compare():
-    calls = []
-    t = inf.median_time(lambda: calls.append(1), repeats=3, number=5, warmup=2)
-    assert t >= 0 and len(calls) == 2 + 3 * 5
-    t = inf.median_time(lambda: sum(range(1000)), repeats=3)
-    assert 0 < t < 0.01
+class _Clock:
+    """A fake ``time.perf_counter``: each timed function advances it by its own fixed cost, so the timing helpers
+    are checked on what they compute (per-call medians, the number of calls), never on the machine's speed."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.calls = []
+
+    def perf_counter(self):
+        return self.now
+
+    def work(self, name, cost):
+        def fn():
+            self.calls.append(name)
+            self.now += cost
+        return fn
+
+
+def test_median_time_and_compare(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(inf, "time", clock)
+    t = inf.median_time(clock.work("f", 0.004), repeats=3, number=5, warmup=2)
+    assert t == pytest.approx(0.004) and len(clock.calls) == 2 + 3 * 5
+    # number=None: calls double until one run lasts min_time (0.001 s per call: 1, 2, 4, ..., 32 calls)
+    clock.calls.clear()
+    t = inf.median_time(clock.work("g", 0.001), repeats=3, warmup=0, min_time=0.02)
+    assert t == pytest.approx(0.001) and len(clock.calls) == sum(2 ** k for k in range(6)) + 3 * 32
     with pytest.raises(ValueError):
         inf.median_time(lambda: None, repeats=0)
-    x = torch.randn(256, 256)
-    times = inf.compare_times({"small": lambda: x[:16] @ x, "big": lambda: x @ x @ x}, repeats=3)
-    assert set(times) == {"small", "big"} and times["small"] < times["big"]
+    # interleaved call by call (A, B, A, B, ...), each function's own per-call time
+    clock.calls.clear()
+    times = inf.compare_times({"a": clock.work("a", 0.001), "b": clock.work("b", 0.003)}, repeats=3, number=4)
+    assert times == pytest.approx({"a": 0.001, "b": 0.003})
+    assert clock.calls == ["a", "b"] + ["a", "b"] * 3 * 4
 
 
 def test_time_forward_restores_mode():
