@@ -37,7 +37,11 @@ def author_names(entry) -> str:
 
 
 def execution_mode() -> str:
-    return "fast" if os.environ.get("NORMBOOK_FAST", "") not in ("", "0") else "full"
+    """"fast" or "full", read from ``NORMBOOK_FAST`` by the package's own parser (``NORMBOOK_FAST=false`` is full),
+    so that the cache a build uses is the mode its chapters run in."""
+    from normbook.config import is_fast
+
+    return "fast" if is_fast() else "full"
 
 
 def package_hash() -> str:
