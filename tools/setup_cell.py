@@ -65,12 +65,12 @@ if "google.colab" in sys.modules:
     subprocess.run(pip + ["--no-deps", "{d2l}"], check=True)
     subprocess.run(pip + ["git+{repo}@{branch}"], check=True)
 import logging
-import torch
-from normbook.config import is_fast
 # torch built for CUDA but run without a GPU (a Colab CPU runtime) logs "No CUDA
-# runtime is found" when torch.compile first compiles: not about the chapter.
+# runtime is found" when torch.utils.cpp_extension is imported: not about the chapter.
 logging.getLogger("torch.utils.cpp_extension").addFilter(
     lambda record: "No CUDA runtime is found" not in record.getMessage())
+import torch
+from normbook.config import is_fast
 if not torch.cuda.is_available() and not is_fast():
     print("No GPU found. This chapter takes {cpu} on a CPU,\\n"
           "{gpu} on a GPU. In Colab: Runtime > Change runtime type > GPU,\\n"
