@@ -285,13 +285,15 @@ class Converter:
             i = j + 1
         return self.inline("\n".join(out))
 
-    def convert(self):
+    def convert(self, keep_outputs: bool = False):
+        """The edition of the notebook. ``keep_outputs``: keep the code cells' stored outputs (the copy nbval runs,
+        tools/nbval_run.py, compares them); the published edition has none."""
         nb = nbformat.from_dict(self.nb)
         for idx, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
                 cell.source = self.markdown(cell.source, idx)
                 cell.pop("attachments", None) if not cell.get("attachments") else None
-            elif cell.cell_type == "code":
+            elif cell.cell_type == "code" and not keep_outputs:
                 cell.outputs = []
                 cell.execution_count = None
                 cell.metadata.pop("execution", None)
@@ -330,7 +332,8 @@ def executed_values(path: Path, executed: Path | None) -> dict | None:
     return values or None
 
 
-def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None) -> list[Path]:
+def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None,
+          keep_outputs: bool = False) -> list[Path]:
     labels, bib = label_index(root), bibliography(root)
     written = []
     for path in paths:
@@ -340,7 +343,7 @@ def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None) -> 
         fresh = executed_values(path, executed)
         if fresh:
             conv.glue.update(fresh)
-        edition = conv.convert()
+        edition = conv.convert(keep_outputs=keep_outputs)
         target = out / "chapters" / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(edition, target)
