@@ -2,10 +2,12 @@
 
     python tools/nbval_run.py --mode fast [chapters/NN_x.ipynb ...]   # make nbval (part of make test)
     python tools/nbval_run.py --mode full                             # make gpu-check
+    python tools/nbval_run.py --mode fast --out DIR chapters/02_*.ipynb -- -x   # another folder; pytest options
 
-1. Writes ``_build/nbval/<mode>/chapters/NN_x.ipynb``: each chapter's Colab edition (tools/colab_edition.py: the
-   same code cells, the set-up cell first, plain Markdown) with the chapter's stored outputs kept, so that nbval
-   (``--nbval-lax``) compares the cells tagged ``nbval-check-output`` with what the chapter states.
+1. Writes ``_build/nbval/<mode>/chapters/NN_x.ipynb`` (or under ``--out``): each chapter's Colab edition
+   (tools/colab_edition.py: the same code cells, the set-up cell first, plain Markdown) with the chapter's stored
+   outputs kept, so that nbval (``--nbval-lax``) compares the cells tagged ``nbval-check-output`` with what the
+   chapter states.
 2. Runs ``pytest --nbval-lax --nbval-current-env`` over them in a kernel where ``import myst_nb`` raises
    ImportError (as in Colab or a bare Jupyter: ``normbook.book.glue`` displays a figure instead of recording it),
    with ``NORMBOOK_FAST=1`` in fast mode and without it in full mode. Edition-only failures surface here.
@@ -126,10 +128,11 @@ def main(argv=None) -> int:
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=MODES, required=True)
+    ap.add_argument("--out", type=Path, help="the working folder (default: _build/nbval/<mode>)")
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
     paths = args.notebooks or setup_cell.chapter_paths()
-    base = folder(args.mode)
+    base = args.out or folder(args.mode)
     for sub in ("chapters", "executed"):  # nothing stale from an earlier run or another chapter set
         for old in (base / sub).glob("*.ipynb"):
             old.unlink()
