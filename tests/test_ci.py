@@ -24,11 +24,17 @@ MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 
 
+def _make_env(**extra) -> dict:
+    """This environment without the settings of a `make` that runs these tests (jobs, output sync, level)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    return {**env, **extra}
+
+
 def _plan(target: str, **variables) -> str:
     """The commands `make -n target` would run (no set-up: NORMBOOK_NO_SETUP=1)."""
     args = [MAKE, "-n", "--no-print-directory", "-C", str(ROOT), target, "NORMBOOK_NO_SETUP=1"]
     args += [f"{k}={v}" for k, v in variables.items()]
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env=_make_env())
     return out.stdout
 
 
@@ -62,7 +68,7 @@ def test_make_test_runs_the_same_parts_in_fast_mode():
 
 @needs_make
 def test_gpu_check_refuses_to_run_without_cuda():
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env = _make_env(CUDA_VISIBLE_DEVICES="")
     out = subprocess.run([MAKE, "--no-print-directory", "-C", str(ROOT), "require-cuda", "NORMBOOK_NO_SETUP=1"],
                          capture_output=True, text=True, env=env)
     assert out.returncode != 0
