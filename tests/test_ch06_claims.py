@@ -4,8 +4,8 @@ Every outcome in chapter 6's prose is either a glued value chosen by the code fr
 or a fixed sentence that holds only if certain results came out a certain way. This test reads the glued values
 of an executed copy of the chapter (the committed notebook, whose outputs are those of its last, full-mode
 execution; or, with ``NORMBOOK_CLAIMS_EXECUTED=<notebook>``, another executed copy: ``make claims-fast``, part of
-``make test``, passes the FAST book build's, ``_build/fast/_build/jupyter_execute/chapters/06_*.ipynb``, which must
-have run the chapter's current code) and checks, claim by claim, that each fixed sentence is still on the page and
+``make test``, passes the FAST book build's, ``_build/fast/_build/jupyter_execute/chapters/06_*.ipynb`` with the glued values
+in the ``.glue.json`` beside it; it must have run the chapter's current code) and checks, claim by claim, that each fixed sentence is still on the page and
 that the results backing it hold. A new fixed outcome sentence belongs in CLAIMS below.
 """
 import json
@@ -53,6 +53,10 @@ def executed():
         assert ran == code, f"{copy} ran other code than {path.name} has now: build it again"
         path = copy
     nb = json.loads(Path(path).read_text())
+    glue_file = Path(path).with_suffix(".glue.json")  # myst-nb keeps a book build's glued outputs beside its copy
+    if glue_file.is_file():
+        nb["cells"].append({"cell_type": "code", "source": "", "metadata": {},
+                            "outputs": list(json.loads(glue_file.read_text()).values())})
     text = "\n".join("".join(c["source"]) if isinstance(c["source"], list) else c["source"]
                      for c in nb["cells"] if c["cell_type"] == "markdown")
     return text, {k: _value(v) for k, v in _glued(nb).items()}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import sys
@@ -322,13 +323,19 @@ def leftovers(nb) -> list[str]:
 
 def executed_values(path: Path, executed: Path | None) -> dict | None:
     """Glued values from the book build's executed copy (``_build/jupyter_execute/chapters/<name>``) when it is at
-    least as new as the chapter: after ``make book`` the edition states the numbers of that build."""
+    least as new as the chapter: after ``make book`` the edition states the numbers of that build. myst-nb moves
+    the glued outputs out of that copy into ``<name>.glue.json`` beside it (name -> output); both are read."""
     if executed is None:
         return None
     copy = Path(executed) / path.name
     if not copy.exists() or copy.stat().st_mtime < path.stat().st_mtime:
         return None
-    values = glue_values(nbformat.read(copy, as_version=4))
+    nb = nbformat.read(copy, as_version=4)
+    glue_file = copy.with_suffix(".glue.json")
+    if glue_file.is_file():
+        outputs = [nbformat.from_dict(o) for o in json.loads(glue_file.read_text()).values()]
+        nb.cells.append(nbformat.v4.new_code_cell("", outputs=outputs))
+    values = glue_values(nb)
     return values or None
 
 
