@@ -46,8 +46,8 @@ AXE = Path(os.environ.get("NORMBOOK_AXE", ROOT / ".node" / "node_modules" / "axe
 AXE_FAIL = ("critical", "serious")  # axe's impact levels that fail the test
 # Timeouts (seconds), generous for a machine whose cores are shared: nothing waits this long on a quiet one.
 PAGE_LOAD_TIMEOUT = 180   # the driver's limit for one page load
-SCRIPT_TIMEOUT = 30       # the driver's limit for one script; every script here is short and synchronous
-WAIT = 180                # bounded polls: MathJax typeset, images loaded, axe finished, search results shown
+SCRIPT_TIMEOUT = 120      # the driver's limit for one script: each is short, but it waits for the page's main thread
+WAIT = 300                # bounded polls: MathJax typeset, images loaded, axe finished, search results shown
 POLL = 0.2                # seconds between two polls
 
 
@@ -197,12 +197,22 @@ class PageTimeout(Exception):
 
 
 def _poll(drv, script: str, done, what: str, timeout: float = WAIT):
-    """Run a short synchronous script every POLL seconds until ``done(result)``; its last result, or PageTimeout."""
+    """Run a short synchronous script every POLL seconds until ``done(result)``; its last result, or PageTimeout.
+
+    A script that times out waited for the page's main thread (MathJax or axe at work on a busy machine): the poll
+    goes on until the deadline."""
+    from selenium.common.exceptions import TimeoutException
+
     deadline = time.monotonic() + timeout
+    result = "(no answer: the page was busy)"
     while True:
-        result = drv.execute_script(script)
-        if done(result):
-            return result
+        try:
+            result = drv.execute_script(script)
+        except TimeoutException:
+            pass
+        else:
+            if done(result):
+                return result
         if time.monotonic() > deadline:
             raise PageTimeout(f"{what} after {timeout:.0f} s (last state: {result!r})")
         time.sleep(POLL)
@@ -289,13 +299,14 @@ if (document.documentElement.scrollWidth > w + 1) {
 return out;
 """
 
-# axe-core runs asynchronously: start it, then poll for its result (a list of violations, or an error string).
+# axe-core runs asynchronously and starts with seconds of synchronous work on a long page: start it in a task of
+# its own (this script returns at once), then poll for its result (a list of violations, or an error string).
 AXE_START_JS = """
 window.__normbookAxe = null;
-axe.run(document, {resultTypes: ['violations']}).then(
+setTimeout(() => axe.run(document, {resultTypes: ['violations']}).then(
   (r) => { window.__normbookAxe = r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
              nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5), count: v.nodes.length})); },
-  (e) => { window.__normbookAxe = 'axe failed: ' + e; });
+  (e) => { window.__normbookAxe = 'axe failed: ' + e; }), 0);
 """
 
 DROPDOWNS_JS = """
