@@ -52,7 +52,7 @@ else
 setup: $(STAMP)
 endif
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-d2l.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(TORCH_INDEX_URL),$(PY) -m pip install torch torchvision --index-url $(TORCH_INDEX_URL))
