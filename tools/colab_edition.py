@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import sys
@@ -285,13 +286,15 @@ class Converter:
             i = j + 1
         return self.inline("\n".join(out))
 
-    def convert(self):
+    def convert(self, keep_outputs: bool = False):
+        """The edition of the notebook. ``keep_outputs``: keep the code cells' stored outputs (the copy nbval runs,
+        tools/nbval_run.py, compares them); the published edition has none."""
         nb = nbformat.from_dict(self.nb)
         for idx, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
                 cell.source = self.markdown(cell.source, idx)
                 cell.pop("attachments", None) if not cell.get("attachments") else None
-            elif cell.cell_type == "code":
+            elif cell.cell_type == "code" and not keep_outputs:
                 cell.outputs = []
                 cell.execution_count = None
                 cell.metadata.pop("execution", None)
@@ -320,17 +323,24 @@ def leftovers(nb) -> list[str]:
 
 def executed_values(path: Path, executed: Path | None) -> dict | None:
     """Glued values from the book build's executed copy (``_build/jupyter_execute/chapters/<name>``) when it is at
-    least as new as the chapter: after ``make book`` the edition states the numbers of that build."""
+    least as new as the chapter: after ``make book`` the edition states the numbers of that build. myst-nb moves
+    the glued outputs out of that copy into ``<name>.glue.json`` beside it (name -> output); both are read."""
     if executed is None:
         return None
     copy = Path(executed) / path.name
     if not copy.exists() or copy.stat().st_mtime < path.stat().st_mtime:
         return None
-    values = glue_values(nbformat.read(copy, as_version=4))
+    nb = nbformat.read(copy, as_version=4)
+    glue_file = copy.with_suffix(".glue.json")
+    if glue_file.is_file():
+        outputs = [nbformat.from_dict(o) for o in json.loads(glue_file.read_text()).values()]
+        nb.cells.append(nbformat.v4.new_code_cell("", outputs=outputs))
+    values = glue_values(nb)
     return values or None
 
 
-def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None) -> list[Path]:
+def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None,
+          keep_outputs: bool = False) -> list[Path]:
     labels, bib = label_index(root), bibliography(root)
     written = []
     for path in paths:
@@ -340,7 +350,7 @@ def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None) -> 
         fresh = executed_values(path, executed)
         if fresh:
             conv.glue.update(fresh)
-        edition = conv.convert()
+        edition = conv.convert(keep_outputs=keep_outputs)
         target = out / "chapters" / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(edition, target)

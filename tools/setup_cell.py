@@ -24,7 +24,14 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-D2L = "d2l==1.0.3"
+
+
+def d2l_requirement(root: Path = ROOT) -> str:
+    """The d2l pin, from requirements-d2l.txt (its one place; the Makefile and binder/postBuild read it too)."""
+    lines = (root / "requirements-d2l.txt").read_text().splitlines()
+    return next(line.split("#")[0].strip() for line in lines if line.split("#")[0].strip())
+
+
 TAGS = ["setup", "remove-cell"]
 
 # Expected run time per chapter (number prefix): full mode on a GPU runtime, full mode on a 2-core CPU, FAST mode
@@ -56,9 +63,14 @@ if "google.colab" in sys.modules:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     subprocess.run(pip + ["--no-deps", "{d2l}"], check=True)
     subprocess.run(pip + ["git+{repo}@{branch}"], check=True)
+import logging
+# torch built for CUDA but run without a GPU (a Colab CPU runtime) logs "No CUDA
+# runtime is found" when torch.utils.cpp_extension is imported: not about the chapter.
+logging.getLogger("torch.utils.cpp_extension").addFilter(
+    lambda record: "No CUDA runtime is found" not in record.getMessage())
 import torch
-fast_mode = os.environ.get("NORMBOOK_FAST", "").lower() in ("1", "true", "yes", "on")
-if not torch.cuda.is_available() and not fast_mode:
+from normbook.config import is_fast
+if not torch.cuda.is_available() and not is_fast():
     print("No GPU found. This chapter takes {cpu} on a CPU,\\n"
           "{gpu} on a GPU. In Colab: Runtime > Change runtime type > GPU,\\n"
           "then run it again; or set FAST = True above ({fast}).")'''
@@ -79,7 +91,7 @@ def runtimes(nb, path: Path) -> dict:
 
 
 def render(nb, path: Path, root: Path = ROOT) -> str:
-    return TEMPLATE.format(d2l=D2L, **config(root), **runtimes(nb, path))
+    return TEMPLATE.format(d2l=d2l_requirement(root), **config(root), **runtimes(nb, path))
 
 
 def find(nb) -> int | None:
