@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -184,19 +185,17 @@ def merge(pots: list[Path], lang: str) -> list[Path]:
     for pot in pots:
         po = target / pot.relative_to(POT_DIR).with_suffix(".po")
         po.parent.mkdir(parents=True, exist_ok=True)
-        if po.exists():
-            tmp = po.with_suffix(".po.new")
-            subprocess.run(["msgmerge", "--quiet", "--previous", "--no-location", "--no-wrap", "-o", str(tmp),
-                            str(po), str(pot)], check=True)
-            subprocess.run(["msgattrib", "--no-obsolete", "--no-wrap", "-o", str(po), str(tmp)], check=True)
-            tmp.unlink()
-        else:
+        if not po.exists():
             subprocess.run(["msginit", "--no-translator", "--no-wrap", "-l", lang, "-i", str(pot), "-o", str(po)],
                            check=True, capture_output=True)
             text = po.read_text(encoding="utf-8")  # msginit's comments carry the current year: a fixed one
-            body = text[text.index('msgid ""'):]
             page = pot.relative_to(POT_DIR).with_suffix("").as_posix()
-            po.write_text(HEADER.format(lang=lang, page=page) + body, encoding="utf-8")
+            po.write_text(HEADER.format(lang=lang, page=page) + text[text.index('msgid ""'):], encoding="utf-8")
+        tmp = po.with_suffix(".po.new")  # a new catalog too, so that it is laid out as every later update
+        subprocess.run(["msgmerge", "--quiet", "--previous", "--no-location", "--no-wrap", "-o", str(tmp),
+                        str(po), str(pot)], check=True)
+        subprocess.run(["msgattrib", "--no-obsolete", "--no-wrap", "-o", str(po), str(tmp)], check=True)
+        tmp.unlink()
         fill_untranslatable(po)
         written.append(po)
     keep = {p.resolve() for p in written}
@@ -230,6 +229,48 @@ def update(langs: list[str]) -> None:
     for lang in langs:
         written = merge(pots, lang)
         print(f"{lang}: {len(written)} catalogs in {(LOCALES / lang).relative_to(ROOT)}")
+
+
+# --------------------------------------------------------------------------- catalogs applied to Markdown
+
+_SPACE = r"(?:[ \t]*\n[ \t>]*|[ \t]+)"  # a space of the message: a space, or a line break in a container
+_BEFORE = (r"(?P<pre>^[ \t>]*(?:(?:[-*+]|\d+[.)])[ \t]+)?(?:#{1,6}[ \t]+)?"  # line start, list item, heading
+           r"|\|[ \t]*"  # a table cell
+           r"|\}[ \t]+)")  # a directive's argument (an admonition's title)
+_AFTER = r"(?=[ \t]*(?:\n|\Z|\|))"
+
+
+def load_catalog(po: Path) -> dict:
+    """msgid -> msgstr of the translated, non-fuzzy messages of one catalog (what the site applies)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import po_check
+
+    if not Path(po).exists():
+        return {}
+    return {e.msgid: e.msgstr for e in po_check.read(po)
+            if e.msgid and e.msgstr and not e.fuzzy and not e.obsolete and e.msgstr != e.msgid}
+
+
+def page_catalog(page: str, lang: str) -> dict:
+    """The catalog of one page (``chapters/01_why_normalize``)."""
+    return load_catalog(LOCALES / lang / "LC_MESSAGES" / f"{page}.po")
+
+
+def apply_catalog(source: str, catalog: dict, found: set | None = None) -> str:
+    """The Markdown ``source`` (MyST) with each message of ``catalog`` replaced by its translation.
+
+    A message is what myst-parser's tokenizer yields for a paragraph, heading, list item, table cell or directive
+    title, with its line breaks turned into spaces (Sphinx's extraction): it is matched as a whole block there,
+    whatever the line breaks and container markers (list bullets, ``>``) between its words, so that a short
+    message ("Summary") never replaces part of a longer paragraph. ``found`` collects the msgids applied."""
+    for msgid in sorted(catalog, key=len, reverse=True):
+        body = re.escape(msgid).replace("\\ ", _SPACE)
+        pattern = re.compile(_BEFORE + body + _AFTER, re.M)
+        msgstr = catalog[msgid]
+        source, n = pattern.subn(lambda m, s=msgstr: m.group("pre") + s, source)
+        if n and found is not None:
+            found.add(msgid)
+    return source
 
 
 # --------------------------------------------------------------------------- the site

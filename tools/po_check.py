@@ -192,7 +192,10 @@ def prose(text: str) -> str:
 
 
 def has_prose(text: str) -> bool:
-    """A word of at least two Latin letters outside markup: something to translate."""
+    """A word of at least two Latin letters outside markup: something to translate. A display-math block (the
+    one kind of message Sphinx does not strip: its source keeps the line breaks around the formula) has none."""
+    if text != text.strip():
+        return False
     return bool(WORD.search(prose(text)))
 
 
