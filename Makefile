@@ -100,7 +100,8 @@ test: lint unit nbval claims-fast book-fast browser editions
 #                  _build/site/, Chinese at _build/site/zh/, a root page that sends readers to their language
 #   book-zh-fast   the same from the executions of `make book-fast`, into _build/fast/site/
 #   browser-zh     the browser test on the Chinese fast site, and its language links
-#   colab-zh       the Chinese Colab/Jupyter edition into _build/colab-zh/chapters/
+#   colab-zh       the Chinese Colab/Jupyter edition into _build/colab/zh/chapters/ (published with the English one
+#                  on the Colab branch, where the Chinese pages' Colab button opens it)
 #   pdf-zh         the Chinese edition as one PDF, _build/pdf-zh/normbook-zh.pdf (a CJK font: fonts-wqy-microhei)
 .PHONY: i18n-update i18n-current po-check book-zh book-zh-fast browser-zh colab-zh pdf-zh
 i18n-update: setup
@@ -124,7 +125,7 @@ browser-zh: book-zh-fast
 	  -q -p no:cacheprovider
 
 colab-zh: data
-	$(PY) tools/colab_edition.py --lang zh_CN --out _build/colab-zh chapters/[0-9][0-9]_*.ipynb
+	$(PY) tools/colab_edition.py --lang zh_CN --out _build/colab/zh chapters/[0-9][0-9]_*.ipynb
 
 pdf-zh: data
 	$(PY) tools/make_pdf.py --lang zh_CN $(PDF_FLAGS)

@@ -123,6 +123,8 @@ def sphinx_build(builder: str, outdir: Path, *, lang: str = "en", fast: bool = F
         overrides["project"] = "normbook"  # "Project-Id-Version" (Jupyter Book sets only html_title)
     if links:
         overrides["normbook_language_links"] = language_links(lang)
+    if EDITIONS[lang]["dir"]:
+        overrides["normbook_colab_subdir"] = EDITIONS[lang]["dir"]
     if lang != "en":
         compile_catalogs(lang, work / "locales")
     outdir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ without ``language`` or ``normbook_language_links``, such as ``make book``).
   the sidebar toggle (visible at every width), and as ``<link rel="alternate" hreflang>``; it is relative, so it works from ``file://`` as well as on the web site.
 - Interface strings that Sphinx and the themes translate but whose Chinese catalogs lack ("Link to this
   heading", "Color mode", "Launch on") come from ``UI_STRINGS``, as the last fallback of those catalogs.
+- The Colab button of a translated edition opens its Colab edition (``normbook_colab_subdir`` of the Colab branch,
+  where ``make colab-zh`` writes it beside the English one).
 - ``normbook_nb_output_folder`` moves myst-nb's folder of executed notebooks and images (by default beside the
   HTML folder, which for an edition published inside another one would land in the published site).
 """
@@ -201,6 +203,25 @@ def _language_links(app, pagename, templatename, context, doctree) -> None:
         context["theme_article_header_start"] = list(header) + [LANGUAGE_TEMPLATE]
 
 
+def _colab_edition(app, pagename, templatename, context, doctree) -> None:
+    """The Colab button of a translated edition opens that edition's Colab notebooks, published in the folder
+    ``normbook_colab_subdir`` of the Colab branch (after tools/site_ext.py pointed it at that branch)."""
+    sub = app.config.normbook_colab_subdir
+    branch = app.config.normbook_colab_branch if "normbook_colab_branch" in app.config else ""
+    if not sub or not branch:
+        return
+
+    def fix(buttons):
+        for button in buttons or []:
+            if isinstance(button, dict):
+                url = button.get("url", "")
+                if "colab.research.google.com" in url and f"/blob/{branch}/{sub}/" not in url:
+                    button["url"] = url.replace(f"/blob/{branch}/", f"/blob/{branch}/{sub}/", 1)
+                fix(button.get("buttons"))
+
+    fix(context.get("header_buttons"))
+
+
 def _nb_output_folder(app) -> None:
     folder = app.config.normbook_nb_output_folder
     env = app.env
@@ -212,9 +233,11 @@ def setup(app):
     _patch_notebook_parser()
     app.add_config_value("normbook_language_links", [], "html")
     app.add_config_value("normbook_nb_output_folder", "", "env")
+    app.add_config_value("normbook_colab_subdir", "", "html")
     app.connect("config-inited", _language_strings, priority=400)  # before sphinx-togglebutton's (500)
     app.connect("builder-inited", _nb_output_folder, priority=900)
     app.connect("builder-inited", _ui_strings, priority=900)  # after the themes added their catalogs  # after myst-nb sets its own (500)
     app.add_transform(TranslateTocCaptions)
     app.connect("html-page-context", _language_links, priority=900)
+    app.connect("html-page-context", _colab_edition, priority=950)  # after tools/site_ext.py's _colab_branch
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
