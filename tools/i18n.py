@@ -95,9 +95,10 @@ def language_links(lang: str) -> list[dict]:
 # --------------------------------------------------------------------------- one Sphinx build
 
 def sphinx_build(builder: str, outdir: Path, *, lang: str = "en", fast: bool = False, strict: bool = True,
-                 links: bool = False, execute: bool = True, quiet: bool = False) -> int:
+                 links: bool = False, execute: bool = True, quiet: bool = False, srcdir: Path = ROOT) -> int:
     """One build of the book through Jupyter Book's own configuration (what ``jupyter-book build`` passes to
-    Sphinx), with the language and the i18n settings added as configuration overrides."""
+    Sphinx), with the language and the i18n settings added as configuration overrides. ``srcdir``: another book
+    (the tests build a small one) with its ``_config.yml``, ``_toc.yml`` and ``locales/``."""
     from jupyter_book.sphinx import build_sphinx
 
     if fast:
@@ -110,8 +111,10 @@ def sphinx_build(builder: str, outdir: Path, *, lang: str = "en", fast: bool = F
     if builder == "gettext":  # fixed dates in the catalogs (elsewhere Sphinx would also rewrite the copyright year)
         os.environ["SOURCE_DATE_EPOCH"] = "0"
     work = work_dir(lang, fast) if builder != "gettext" else BUILD / "i18n" / "gettext"
+    if srcdir != ROOT:
+        work = srcdir / work.relative_to(ROOT)
     overrides = {
-        "external_toc_path": (ROOT / "_toc.yml").as_posix(),
+        "external_toc_path": (srcdir / "_toc.yml").as_posix(),
         "latex_individualpages": False,
         "nitpicky": True,
         "language": lang,
@@ -126,9 +129,9 @@ def sphinx_build(builder: str, outdir: Path, *, lang: str = "en", fast: bool = F
     if EDITIONS[lang]["dir"]:
         overrides["normbook_colab_subdir"] = EDITIONS[lang]["dir"]
     if lang != "en":
-        compile_catalogs(lang, work / "locales")
+        compile_catalogs(lang, work / "locales", srcdir / "locales")
     outdir.mkdir(parents=True, exist_ok=True)
-    result = build_sphinx(ROOT, outdir, noconfig=True, path_config=ROOT / "_config.yml",
+    result = build_sphinx(srcdir, outdir, noconfig=True, path_config=srcdir / "_config.yml",
                           confoverrides=overrides, doctreedir=work / "doctrees" / builder, builder=builder,
                           warningiserror=strict, keep_going=True, quiet=quiet, tags=[f"lang_{lang}"])
     if isinstance(result, Exception):
@@ -136,11 +139,11 @@ def sphinx_build(builder: str, outdir: Path, *, lang: str = "en", fast: bool = F
     return int(result or 0)
 
 
-def compile_catalogs(lang: str, target: Path) -> None:
+def compile_catalogs(lang: str, target: Path, locales: Path = LOCALES) -> None:
     """Copy each catalog of ``lang`` into ``target`` and ``msgfmt`` it there (fuzzy translations are left out:
     they fall back to English). Sphinx makes each page depend on its ``.mo`` only where the ``.po`` lies beside it,
     so both are there; a catalog is recompiled when its text changed."""
-    source = LOCALES / lang / "LC_MESSAGES"
+    source = locales / lang / "LC_MESSAGES"
     dest = target / lang / "LC_MESSAGES"
     for po in sorted(source.rglob("*.po")):
         copy = dest / po.relative_to(source)
@@ -179,19 +182,19 @@ def extract() -> list[Path]:
     return pots
 
 
-def merge(pots: list[Path], lang: str) -> list[Path]:
+def merge(pots: list[Path], lang: str, pot_dir: Path = POT_DIR, locales: Path = LOCALES) -> list[Path]:
     """Create or update ``locales/<lang>/LC_MESSAGES/<page>.po`` from each ``.pot``; remove the catalogs of pages
     that no longer exist."""
-    target = LOCALES / lang / "LC_MESSAGES"
+    target = locales / lang / "LC_MESSAGES"
     written = []
     for pot in pots:
-        po = target / pot.relative_to(POT_DIR).with_suffix(".po")
+        po = target / pot.relative_to(pot_dir).with_suffix(".po")
         po.parent.mkdir(parents=True, exist_ok=True)
         if not po.exists():
             subprocess.run(["msginit", "--no-translator", "--no-wrap", "-l", lang, "-i", str(pot), "-o", str(po)],
                            check=True, capture_output=True)
             text = po.read_text(encoding="utf-8")  # msginit's comments carry the current year: a fixed one
-            page = pot.relative_to(POT_DIR).with_suffix("").as_posix()
+            page = pot.relative_to(pot_dir).with_suffix("").as_posix()
             po.write_text(HEADER.format(lang=lang, page=page) + text[text.index('msgid ""'):], encoding="utf-8")
         tmp = po.with_suffix(".po.new")  # a new catalog too, so that it is laid out as every later update
         subprocess.run(["msgmerge", "--quiet", "--previous", "--no-location", "--no-wrap", "-o", str(tmp),
@@ -204,7 +207,7 @@ def merge(pots: list[Path], lang: str) -> list[Path]:
     for po in sorted(target.rglob("*.po")):
         if po.resolve() not in keep:
             po.unlink()
-            print(f"removed {po.relative_to(ROOT)} (the page is gone)")
+            print(f"removed {po} (the page is gone)")
     return written
 
 
