@@ -8,6 +8,10 @@
    ``chromium-driver``, through Selenium); the script waits for MathJax, opens the solution dropdowns, and
    prints to A4 with page numbers (Chrome DevTools ``Page.printToPDF``).
 3. The page count is printed; ``pdftoppm -r 50 -png <pdf> page`` renders pages to check by eye.
+
+``--lang zh_CN`` prints the Chinese edition (tools/i18n.py builds its single page, from the same executions) into
+``_build/pdf-zh/normbook-zh.pdf``; Chromium needs a CJK font (Debian: ``fonts-wqy-microhei``, which ``.ci/run``
+installs), otherwise the Chinese text prints as boxes.
 """
 from __future__ import annotations
 
@@ -69,6 +73,28 @@ def build_singlehtml(fast: bool) -> Path:
     subprocess.run([str(ROOT / ".venv" / "bin" / "jupyter-book"), "build", str(ROOT), "--builder", "singlehtml",
                     "--path-output", str(out), "-n", "--keep-going"], check=True, env=env)
     return out / "_build" / "singlehtml"
+
+
+def build_singlehtml_translated(lang: str, fast: bool) -> Path:
+    """The single page of a translated edition, through tools/i18n.py (Jupyter Book's command line cannot set the
+    language), into ``_build/pdf-<language>[-fast]/singlehtml``."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import i18n
+
+    short = lang.split("_")[0]
+    out = ROOT / "_build" / (f"pdf-{short}-fast" if fast else f"pdf-{short}") / "singlehtml"
+    rc = i18n.sphinx_build("singlehtml", out, lang=lang, fast=fast, strict=False)
+    if rc:
+        raise SystemExit(f"the {lang} single-page build failed ({rc})")
+    return out
+
+
+def has_cjk_font() -> bool:
+    try:
+        res = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return True  # cannot tell
+    return bool(res.stdout.strip())
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -138,11 +164,18 @@ def main(argv=None) -> int:
     ap.add_argument("--stored", action="store_true",
                     help="execute nothing: use the outputs stored in the chapter notebooks (executed in full mode)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--lang", default="en", help="a translated edition (tools/i18n.py): zh_CN")
     args = ap.parse_args(argv)
     if args.stored:
         os.environ["NORMBOOK_EXECUTE"] = "off"
-    site = build_singlehtml(args.fast)
-    target = args.out or site.parent.parent / "normbook.pdf"
+    if args.lang == "en":
+        site = build_singlehtml(args.fast)
+        target = args.out or site.parent.parent / "normbook.pdf"
+    else:
+        if args.lang.startswith("zh") and not has_cjk_font():
+            raise SystemExit("no Chinese font: sudo apt-get install fonts-wqy-microhei (.ci/run installs it)")
+        site = build_singlehtml_translated(args.lang, args.fast)
+        target = args.out or site.parent / f"normbook-{args.lang.split('_')[0]}.pdf"
     print_pdf(site, target)
     print(f"{target}: {page_count(target)} pages")
     return 0
