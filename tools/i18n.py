@@ -130,10 +130,12 @@ def sphinx_build(builder: str, outdir: Path, *, lang: str = "en", fast: bool = F
         overrides["normbook_colab_subdir"] = EDITIONS[lang]["dir"]
     if lang != "en":
         compile_catalogs(lang, work / "locales", srcdir / "locales")
+    # ``{only} lang_zh_CN`` blocks (text for one edition): each edition keeps its own, the extraction all of them
+    tags = [f"lang_{code}" for code in EDITIONS] if builder == "gettext" else [f"lang_{lang}"]
     outdir.mkdir(parents=True, exist_ok=True)
     result = build_sphinx(srcdir, outdir, noconfig=True, path_config=srcdir / "_config.yml",
                           confoverrides=overrides, doctreedir=work / "doctrees" / builder, builder=builder,
-                          warningiserror=strict, keep_going=True, quiet=quiet, tags=[f"lang_{lang}"])
+                          warningiserror=strict, keep_going=True, quiet=quiet, tags=tags)
     if isinstance(result, Exception):
         return 1
     return int(result or 0)

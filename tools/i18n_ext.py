@@ -41,7 +41,7 @@ LINK_TITLES = {"en": "This page in English", "zh_CN": "本页的中文版"}  # i
 # from its catalogs). Keys: Sphinx config values; "search_bar_text" is a theme option.
 STRINGS = {
     "zh_CN": {
-        "html_title": "normbook：规范化层，动手执行",
+        "html_title": "normbook：可执行的规范化层教科书",
         "search_bar_text": "搜索本书……",
         "togglebutton_hint": "点击展开",
         "togglebutton_hint_hide": "点击收起",
