@@ -28,6 +28,7 @@ help:
 	@echo "make student the chapters without solutions into _build/student/"
 	@echo "make pdf     the whole book as one PDF, _build/pdf/normbook.pdf (needs chromium)"
 	@echo "make lab     JupyterLab on chapters/ with the project's kernel"
+	@echo "make book-zh the bilingual site (English + 中文) into _build/site/; make i18n-update, po-check, pdf-zh, colab-zh"
 	@echo "make data   find or fetch Fashion-MNIST into data/;  make clean   remove build outputs"
 
 # NORMBOOK_NO_SETUP=1 skips the install step (a second checkout that shares another checkout's .venv, with its
