@@ -115,9 +115,11 @@ def _book(tmp: Path, with_extension: bool = True) -> Path:
 
 
 def _build(src: Path, builder: str, out: Path, strict: bool) -> subprocess.CompletedProcess:
+    """One build of the small book through tools/i18n.py, in a fresh process (as ``make book-zh`` runs each)."""
+    lang = "en" if builder == "gettext" else "zh_CN"
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import i18n; from pathlib import Path; "
-            f"sys.exit(i18n.sphinx_build({builder!r}, Path({str(out)!r}), lang={'zh_CN' if builder != 'gettext' else 'en'!r}, "
-            f"strict={strict}, execute=False, quiet=True, srcdir=Path({str(src)!r})))")
+            f"sys.exit(i18n.sphinx_build({builder!r}, Path({str(out)!r}), lang={lang!r}, strict={strict}, "
+            f"execute=False, quiet=True, srcdir=Path({str(src)!r})))")
     env = {k: v for k, v in os.environ.items() if k not in ("NORMBOOK_CACHE_DIR", "NORMBOOK_FAST")}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
 
@@ -211,7 +213,8 @@ def test_update_keeps_a_changed_paragraph_as_fuzzy(tmp_path):
 
 GOOD = ("The mean is {glue:text}`m:.3f` {cite:p}`ioffe2015batch`, see {numref}`Figure %s <fig-a>` and $x_i$ "
         "in `running_mean`.",
-        "均值为 {glue:text}`m:.3f` {cite:p}`ioffe2015batch`，见{numref}`图 %s <fig-a>`，以及 `running_mean` 中的 $x_i$。")
+        "均值为 {glue:text}`m:.3f` {cite:p}`ioffe2015batch`，见{numref}`图 %s <fig-a>`，"
+        "以及 `running_mean` 中的 $x_i$。")
 
 
 @pytest.mark.parametrize("msgstr, problem", [
@@ -247,8 +250,9 @@ CHAPTER = ROOT / "chapters" / "01_why_normalize.ipynb"
 @pytest.mark.skipif(not CHAPTER.exists(), reason="chapter 1 not found")
 def test_zh_colab_edition(tmp_path, monkeypatch):
     nb = nbformat.read(CHAPTER, as_version=4)
-    glued = [m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"^[^\n#|>:`-][^\n]*$", c.source, re.M)
-             if "{glue:text}" in m and "{cite" not in m]
+    paragraphs = [m for c in nb.cells if c.cell_type == "markdown"
+                  for m in re.findall(r"^[^\n#|>:`-][^\n]*$", c.source, re.M)]
+    glued = [m for m in paragraphs if "{glue:text}" in m and "{cite" not in m]
     assert glued, "no paragraph with a glued value in chapter 1"
     msgid = glued[0]
     roles = re.findall(r"\{glue:text\}`[^`]*`", msgid)
@@ -260,9 +264,8 @@ def test_zh_colab_edition(tmp_path, monkeypatch):
     assert colab_edition.leftovers(out) == []
     assert msgid not in markdown
     values = colab_edition.glue_values(nb)
-    expected = "译文：" + "，".join(
-        colab_edition.format_glue(values[r[len("{glue:text}`"):-1].partition(":")[0]], r[len("{glue:text}`"):-1].partition(":")[2])
-        for r in roles) + "。"
+    keys = [r[len("{glue:text}`"):-1].partition(":") for r in roles]
+    expected = "译文：" + "，".join(colab_edition.format_glue(values[key], spec) for key, _, spec in keys) + "。"
     assert expected in markdown
     assert "**图 1.**" in markdown and "**Figure 1.**" not in markdown
     site = colab_edition.site_url()

@@ -60,9 +60,9 @@ TEXT = {
               "above": "上方", "below": "下方", "where": "{side}的代码单元（`glue(\"{key}\", ...)`）",
               "that_glues": "粘贴 `{key}` 的代码单元",
               "glue_missing": "（代码输出的值 `{key}`）", "equation": "该公式",
-              "admonitions": {"note": "注意", "tip": "提示", "hint": "提示", "important": "重要", "warning": "警告",
-                              "caution": "小心", "attention": "注意", "danger": "危险", "error": "错误",
-                              "seealso": "参见"}},
+              "admonitions": {"note": "注意", "tip": "提示", "hint": "提示", "important": "重要",
+                              "warning": "警告", "caution": "小心", "attention": "注意", "danger": "危险",
+                              "error": "错误", "seealso": "参见"}},
 }
 
 

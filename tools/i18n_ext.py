@@ -9,12 +9,13 @@ without ``language`` or ``normbook_language_links``, such as ``make book``).
 - The ``_toc.yml`` part captions are translated. sphinx-external-toc inserts the toctrees in a transform of
   priority 100, after the Locale transform (20) has run, so their captions (extracted into the root page's
   catalog like any message) were never applied; a transform after it applies them.
-- Strings that Jupyter Book and sphinx-togglebutton hard-code in English (the site title, "Search this book...",
-  "Click to show"/"Click to hide") are set per language in a ``config-inited`` handler that runs before
-  sphinx-togglebutton turns its hints into page scripts (its handler has priority 500).
+- Strings that Jupyter Book, sphinx-togglebutton and myst-nb hard-code in English (the site title, "Search this
+  book...", "Click to show"/"Click to hide", "Show code cell source") are set per language in a ``config-inited``
+  handler that runs before sphinx-togglebutton turns its hints into page scripts (its handler has priority 500).
 - A language link on every page to the same page in the other edition (``normbook_language_links``, set by
   ``tools/i18n.py``, which knows where the editions lie relative to each other): in the article header, beside
-  the sidebar toggle (visible at every width), and as ``<link rel="alternate" hreflang>``; it is relative, so it works from ``file://`` as well as on the web site.
+  the sidebar toggle (visible at every width), and as ``<link rel="alternate" hreflang>``; it is relative, so it
+  works from ``file://`` as well as on the web site.
 - Interface strings that Sphinx and the themes translate but whose Chinese catalogs lack ("Link to this
   heading", "Color mode", "Launch on") come from ``UI_STRINGS``, as the last fallback of those catalogs.
 - The Colab button of a translated edition opens its Colab edition (``normbook_colab_subdir`` of the Colab branch,
@@ -37,14 +38,16 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 LANGUAGE_TEMPLATE = "normbook-language.html"
 LINK_TITLES = {"en": "This page in English", "zh_CN": "本页的中文版"}  # in the language the link leads to
 
-# What Jupyter Book and sphinx-togglebutton write in English whatever the language (the theme's own strings come
-# from its catalogs). Keys: Sphinx config values; "search_bar_text" is a theme option.
+# What Jupyter Book, sphinx-togglebutton and myst-nb write in English whatever the language (the theme's own
+# strings come from its catalogs). Keys: Sphinx config values; "search_bar_text" is a theme option.
 STRINGS = {
     "zh_CN": {
         "html_title": "normbook：可执行的规范化层教科书",
         "search_bar_text": "搜索本书……",
         "togglebutton_hint": "点击展开",
         "togglebutton_hint_hide": "点击收起",
+        "nb_code_prompt_show": "显示代码单元",  # myst-nb's hide-input button ("Show code cell {type}")
+        "nb_code_prompt_hide": "隐藏代码单元",
     },
 }
 
@@ -235,8 +238,8 @@ def setup(app):
     app.add_config_value("normbook_nb_output_folder", "", "env")
     app.add_config_value("normbook_colab_subdir", "", "html")
     app.connect("config-inited", _language_strings, priority=400)  # before sphinx-togglebutton's (500)
-    app.connect("builder-inited", _nb_output_folder, priority=900)
-    app.connect("builder-inited", _ui_strings, priority=900)  # after the themes added their catalogs  # after myst-nb sets its own (500)
+    app.connect("builder-inited", _nb_output_folder, priority=900)  # after myst-nb sets its own (500)
+    app.connect("builder-inited", _ui_strings, priority=900)  # after the themes added their catalogs
     app.add_transform(TranslateTocCaptions)
     app.connect("html-page-context", _language_links, priority=900)
     app.connect("html-page-context", _colab_edition, priority=950)  # after tools/site_ext.py's _colab_branch
