@@ -7,8 +7,8 @@
 - Sphinx's own extraction of that book's messages: ``apply_catalog`` (the Colab edition's translation step) finds
   every one of them in the Markdown it came from.
 - ``msgmerge --previous`` as ``make i18n-update`` runs it: a changed English paragraph keeps its translation,
-  marked fuzzy, with the old English beside it; a new catalog is laid out as every later update; a second update
-  changes nothing.
+  marked fuzzy, with the old English beside it; a removed one is kept as obsolete and revived when it returns; a
+  new catalog is laid out as every later update; a second update changes nothing.
 - The ``.po`` checker finds what the strict build does not (an unclosed backtick, an unbalanced ``$``, a
   ``{numref}`` pointed at another figure, a dropped code span) and accepts a faithful translation.
 - The zh Colab edition of a chapter: translated before the conversion (glued values filled in, no markup left),
@@ -72,7 +72,12 @@ TRANSLATIONS = {
 }
 
 
-def _notebook() -> nbformat.NotebookNode:
+# a figure whose value the notebook does not hold (a chapter committed without outputs): its caption is still a
+# message of the catalog (tools/i18n_ext.py), so that the catalogs never depend on outputs
+FIGURE_MD = "```{glue:figure} fig_not_stored\n:name: fig-not-stored\n\nA caption without its figure.\n```\n"
+
+
+def _notebook(extra: str = "") -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     code = nbformat.v4.new_code_cell("glue('answer', 42.0)", execution_count=1)
@@ -80,7 +85,7 @@ def _notebook() -> nbformat.NotebookNode:
         "display_data", data={"application/papermill.record/text/plain": "42.0"},
         metadata={"scrapbook": {"name": "answer", "mime_prefix": "application/papermill.record/"}})]
     code.metadata["tags"] = ["remove-cell"]
-    nb.cells = [nbformat.v4.new_markdown_cell(PAGE_MD[0]), code, nbformat.v4.new_markdown_cell(PAGE_MD[1])]
+    nb.cells = [nbformat.v4.new_markdown_cell(PAGE_MD[0]), code, nbformat.v4.new_markdown_cell(PAGE_MD[1] + extra)]
     return nb
 
 
@@ -91,7 +96,7 @@ def _catalog(msgs: dict) -> str:
     return "\n".join(out)
 
 
-def _book(tmp: Path, with_extension: bool = True) -> Path:
+def _book(tmp: Path, with_extension: bool = True, extra: str = "") -> Path:
     src = tmp / "book"
     src.mkdir()
     ext = f"\n  local_extensions:\n    i18n_ext: {ROOT / 'tools'}" if with_extension else ""
@@ -106,7 +111,7 @@ def _book(tmp: Path, with_extension: bool = True) -> Path:
     (src / "_toc.yml").write_text("format: jb-book\nroot: intro\nparts:\n  - caption: Part one\n"
                                   "    chapters:\n      - file: page\n")
     (src / "intro.md").write_text("# Intro\n\nA small book.\n")
-    nbformat.write(_notebook(), src / "page.ipynb")
+    nbformat.write(_notebook(extra), src / "page.ipynb")
     for page, msgs in TRANSLATIONS.items():
         po = src / "locales" / "zh_CN" / "LC_MESSAGES" / f"{page}.po"
         po.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +167,7 @@ def test_without_the_extension_both_break(tmp_path):
 
 @NEEDS_GETTEXT
 def test_apply_catalog_finds_every_extracted_message(tmp_path):
-    src = _book(tmp_path)
+    src = _book(tmp_path, extra="\n" + FIGURE_MD)
     pot_dir = tmp_path / "gettext"
     res = _build(src, "gettext", pot_dir, strict=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -170,7 +175,8 @@ def test_apply_catalog_finds_every_extracted_message(tmp_path):
     assert len(msgids) >= 12, msgids  # headings, paragraphs, list items, table cells, admonition titles
     catalog = {m: f"<{i}>" for i, m in enumerate(msgids)}
     found: set = set()
-    translated = [i18n.apply_catalog(md, catalog, found) for md in PAGE_MD]
+    assert "A caption without its figure." in msgids
+    translated = [i18n.apply_catalog(md, catalog, found) for md in PAGE_MD[:1] + [PAGE_MD[1] + "\n" + FIGURE_MD]]
     assert set(msgids) == found, f"not located: {set(msgids) - found}"
     assert "The answer" not in translated[0] and "- <" in translated[1] and "| <" in translated[1]
     assert ":::{admonition} <" in translated[1] and "```{admonition} <" in translated[1]
@@ -207,6 +213,21 @@ def test_update_keeps_a_changed_paragraph_as_fuzzy(tmp_path):
     text = po.read_text(encoding="utf-8")
     i18n.merge([pot], "zh_CN", pot_dir, locales)
     assert po.read_text(encoding="utf-8") == text
+    # a translated message whose English goes away is kept (obsolete) and comes back with its translation
+    entries = po_check.read(po)
+    for e in entries:
+        if e.msgid == "Summary":
+            e.msgstr = "小结"
+    po_check.write(entries, po)
+    pot.write_text(header + f'msgid "{new}"\nmsgstr ""\n')
+    i18n.merge([pot], "zh_CN", pot_dir, locales)
+    assert '#~ msgid "Summary"' in po.read_text(encoding="utf-8")
+    kept = po.read_text(encoding="utf-8")
+    po_check.write(po_check.read(po), po)
+    assert po.read_text(encoding="utf-8") == kept  # the reader and writer keep obsolete entries as they are
+    pot.write_text(header + f'msgid "{new}"\nmsgstr ""\n\nmsgid "Summary"\nmsgstr ""\n')
+    i18n.merge([pot], "zh_CN", pot_dir, locales)
+    assert {e.msgid: e.msgstr for e in po_check.read(po)}["Summary"] == "小结"
     res = subprocess.run(["msgfmt", "-c", "-o", os.devnull, str(po)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 

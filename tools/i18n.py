@@ -8,13 +8,15 @@
 **Catalogs.** ``update`` runs Sphinx's gettext builder over the book through the configuration Jupyter Book
 generates from ``_config.yml`` (``jupyter_book.sphinx.build_sphinx``, the call ``jupyter-book build`` makes; its
 command line has no ``-D``), with nothing executed: a message is a paragraph, heading, list item, table cell,
-admonition title or caption of the Markdown, as MyST source, and never holds a glued value or an output, so the
-stored outputs serve and a re-execution changes no catalog. One ``.pot`` per page (``gettext_compact: False``), no
+admonition title or caption of the Markdown, as MyST source, and never holds a glued value or an output, so
+nothing needs executing (a ``{glue:figure}`` keeps its caption even without its value: tools/i18n_ext.py) and a
+re-execution changes no catalog. One ``.pot`` per page (``gettext_compact: False``), no
 ``#:`` locations, no UUIDs, ``SOURCE_DATE_EPOCH=0``: the catalogs change only when the English text does. Each
 ``.pot`` is merged into ``locales/<lang>/LC_MESSAGES/<page>.po`` with ``msgmerge --previous --no-location
 --no-wrap`` (a changed English paragraph keeps its old translation, marked fuzzy, with the old English beside it
 as ``#| msgid``; fuzzy and empty translations fall back to English on the site); new pages get a new catalog
-(``msginit``), removed pages lose theirs, obsolete messages are dropped (git keeps them). Messages with nothing
+(``msginit``), removed pages lose theirs. A translated message whose English is gone stays at the end of its
+catalog as an obsolete ``#~`` entry, which msgmerge revives if the message comes back. Messages with nothing
 to translate (only math, code, roles or numbers) are filled with themselves, so that they never count as
 untranslated.
 
@@ -198,11 +200,9 @@ def merge(pots: list[Path], lang: str, pot_dir: Path = POT_DIR, locales: Path = 
             text = po.read_text(encoding="utf-8")  # msginit's comments carry the current year: a fixed one
             page = pot.relative_to(pot_dir).with_suffix("").as_posix()
             po.write_text(HEADER.format(lang=lang, page=page) + text[text.index('msgid ""'):], encoding="utf-8")
-        tmp = po.with_suffix(".po.new")  # a new catalog too, so that it is laid out as every later update
-        subprocess.run(["msgmerge", "--quiet", "--previous", "--no-location", "--no-wrap", "-o", str(tmp),
-                        str(po), str(pot)], check=True)
-        subprocess.run(["msgattrib", "--no-obsolete", "--no-wrap", "-o", str(po), str(tmp)], check=True)
-        tmp.unlink()
+        # a new catalog too, so that it is laid out as every later update will lay it out
+        subprocess.run(["msgmerge", "--quiet", "--update", "--backup=none", "--previous", "--no-location",
+                        "--no-wrap", str(po), str(pot)], check=True)
         fill_untranslatable(po)
         written.append(po)
     keep = {p.resolve() for p in written}

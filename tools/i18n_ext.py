@@ -20,6 +20,8 @@ without ``language`` or ``normbook_language_links``, such as ``make book``).
   heading", "Color mode", "Launch on") come from ``UI_STRINGS``, as the last fallback of those catalogs.
 - The Colab button of a translated edition opens its Colab edition (``normbook_colab_subdir`` of the Colab branch,
   where ``make colab-zh`` writes it beside the English one).
+- In the gettext build a ``{glue:figure}`` without its value (a chapter committed unexecuted) keeps its caption,
+  so the catalogs never depend on outputs.
 - ``normbook_nb_output_folder`` moves myst-nb's folder of executed notebooks and images (by default beside the
   HTML folder, which for an edition published inside another one would land in the published site).
 """
@@ -158,6 +160,31 @@ def _patch_notebook_parser() -> None:
     Parser.parse = parse
 
 
+def _patch_glue_directives() -> None:
+    """In the gettext build, a ``{glue:figure}`` whose value is missing (a chapter committed without its outputs)
+    still yields its caption, so that the catalogs never depend on outputs: without this the caption would drop
+    out of the catalog, and its translation with it."""
+    from myst_nb.core.variables import RetrievalError, VariableOutput
+    from myst_nb.ext.glue import directives
+
+    if getattr(directives.retrieve_glue_data, "_normbook", False):
+        return
+    original = directives.retrieve_glue_data
+
+    def retrieve(document, key):
+        try:
+            return original(document, key)
+        except RetrievalError:
+            env = getattr(document.settings, "env", None)
+            if env is None or env.app.builder.name != "gettext" or "nb_renderer" not in document:
+                raise
+            return VariableOutput(data={"text/plain": ""}, metadata={}, nb_renderer=document["nb_renderer"],
+                                  vtype="glue")
+
+    retrieve._normbook = True
+    directives.retrieve_glue_data = retrieve
+
+
 # --------------------------------------------------------------------------- toctree captions
 
 class TranslateTocCaptions(SphinxTransform):
@@ -234,6 +261,7 @@ def _nb_output_folder(app) -> None:
 
 def setup(app):
     _patch_notebook_parser()
+    _patch_glue_directives()
     app.add_config_value("normbook_language_links", [], "html")
     app.add_config_value("normbook_nb_output_folder", "", "env")
     app.add_config_value("normbook_colab_subdir", "", "html")

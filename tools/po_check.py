@@ -131,6 +131,9 @@ def write(entries: list[Entry], path: Path) -> None:
     """Write the catalog, then let ``msgcat --no-wrap`` lay it out as gettext's own tools do."""
     blocks = []
     for e in entries:
+        if e.obsolete:  # "#~" lines, kept as they are
+            blocks.append("\n".join(e.comments))
+            continue
         lines = [c for c in e.comments if not c.startswith("#~")]
         flags = (["fuzzy"] if e.fuzzy else []) + e.flags
         if flags:
@@ -142,7 +145,6 @@ def write(entries: list[Entry], path: Path) -> None:
             lines += _quote(e.msgctxt, "msgctxt ")
         lines += _quote(e.msgid, "msgid ")
         lines += _quote(e.msgstr, "msgstr ")
-        lines += [c for c in e.comments if c.startswith("#~")]
         blocks.append("\n".join(lines))
     path = Path(path)
     tmp = path.with_suffix(".tmp.po")
