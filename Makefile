@@ -45,6 +45,7 @@ help:
 	@echo "make grade SUBMISSIONS=dir/  grade submitted student notebooks into _build/grades/grades.csv"
 	@echo "make pdf     the whole book as one PDF, _build/pdf/normbook.pdf (needs chromium)"
 	@echo "make lab     JupyterLab on chapters/ with the project's kernel"
+	@echo "make book-zh the bilingual site (English + 中文) into _build/site/; make i18n-update, po-check, pdf-zh, colab-zh"
 	@echo "make data   find or fetch Fashion-MNIST into data/;  make clean   remove build outputs"
 
 # NORMBOOK_NO_SETUP=1 skips the install step (a second checkout that shares another checkout's .venv, with its
@@ -141,6 +142,46 @@ gpu-check: require-cuda
 require-cuda: setup
 	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: make gpu-check runs on a GPU')"
 	@$(PY) -c "import torch; print('GPU:', torch.cuda.get_device_name(0), '| torch', torch.__version__, '| CUDA', torch.version.cuda)"
+
+# The Chinese edition (tools/i18n.py; one catalog per page in locales/zh_CN/LC_MESSAGES; README: "Translations").
+#   i18n-update    extract the English messages (nothing executed) and merge them into the catalogs (msgmerge)
+#   i18n-current   fail if i18n-update changes locales/ (the catalogs are current; the lead adds it to `test`)
+#   po-check       every translation keeps its message's roles, math and code spans; msgfmt -c; progress per page
+#   book-zh        the bilingual site from the executions of `make book`: English with language links at
+#                  _build/site/, Chinese at _build/site/zh/, a root page that sends readers to their language
+#   book-zh-fast   the same from the executions of `make book-fast`, into _build/fast/site/
+#   browser-zh     the browser test on the Chinese fast site, and its language links
+#   colab-zh       the Chinese Colab/Jupyter edition into _build/colab/zh/chapters/ (published with the English one
+#                  on the Colab branch, where the Chinese pages' Colab button opens it)
+#   pdf-zh         the Chinese edition as one PDF, _build/pdf-zh/normbook-zh.pdf (a CJK font: fonts-wqy-microhei)
+.PHONY: i18n-update i18n-current po-check book-zh book-zh-fast browser-zh colab-zh pdf-zh
+i18n-update: setup
+	$(PY) tools/i18n.py update
+
+i18n-current: i18n-update
+	@test -z "$$(git status --porcelain -- locales)" || { git status --short -- locales; \
+	  echo "locales/ is not current: run make i18n-update and commit the catalogs"; exit 1; }
+
+po-check: setup
+	$(PY) tools/po_check.py
+
+book-zh: data
+	$(PY) tools/i18n.py site
+
+book-zh-fast: data
+	$(PY) tools/i18n.py site --fast
+
+browser-zh: book-zh-fast
+	NORMBOOK_SITE=_build/fast/site/zh $(PY) -m pytest tests/test_site_browser.py tests/test_site_browser_zh.py \
+	  -q -p no:cacheprovider
+
+colab-zh: data
+	$(PY) tools/colab_edition.py --lang zh_CN --out _build/colab/zh chapters/[0-9][0-9]_*.ipynb
+
+pdf-zh: data
+	$(PY) tools/make_pdf.py --lang zh_CN $(PDF_FLAGS)
+
+test: po-check browser-zh
 
 # The Colab/Jupyter edition: MyST markup rewritten as plain Markdown, glued values filled in from the executed
 # chapters (tools/colab_edition.py).
