@@ -4,27 +4,35 @@ import math
 from normbook.book.exercises import ch06
 
 
-def values_per_statistic(kind, shape, num_groups=None):
+def values_per_statistic(kind, shape, num_groups=None):  # channels last: right
+    b, *spatial, c = shape
+    hw = math.prod(spatial)
+    return {"batch": b * hw, "instance": hw, "group": c // (num_groups or 1) * hw, "layer": c * hw}[kind]
+
+
+def values_per_statistic_channels_first(kind, shape, num_groups=None):  # reads C as shape[1]: wrong
     b, c, *spatial = shape
     hw = math.prod(spatial)
-    return {"batch": b * hw, "group": c // (num_groups or 1) * hw, "layer": c * hw}[kind]
+    return {"batch": b * hw, "instance": hw, "group": c // (num_groups or 1) * hw, "layer": c * hw}[kind]
 
 
-def values_per_statistic_no_positions(kind, shape, num_groups=None):  # forgets H*W: wrong
-    b, c = shape[:2]
-    return {"batch": b, "group": c // (num_groups or 1), "layer": c}[kind]
+def values_per_statistic_instance_over_batch(kind, shape, num_groups=None):  # InstanceNorm pools the batch: wrong
+    b, *spatial, c = shape
+    hw = math.prod(spatial)
+    return {"batch": b * hw, "instance": b * hw, "group": c // (num_groups or 1) * hw, "layer": c * hw}[kind]
 
 
 def values_per_statistic_gn_uses_batch(kind, shape, num_groups=None):  # GN over the batch: wrong
-    b, c, *spatial = shape
+    b, *spatial, c = shape
     hw = math.prod(spatial)
-    return {"batch": b * hw, "group": b * c // (num_groups or 1) * hw, "layer": c * hw}[kind]
+    return {"batch": b * hw, "instance": hw, "group": b * c // (num_groups or 1) * hw, "layer": c * hw}[kind]
 
 
 def test_values_per_statistic():
     assert ch06.check_values_per_statistic(values_per_statistic, verbose=False)
-    assert not ch06.check_values_per_statistic(values_per_statistic_no_positions, verbose=False)
-    assert not ch06.check_values_per_statistic(values_per_statistic_gn_uses_batch, verbose=False)
+    for wrong in (values_per_statistic_channels_first, values_per_statistic_instance_over_batch,
+                  values_per_statistic_gn_uses_batch, lambda kind, shape, num_groups=None: None):
+        assert not ch06.check_values_per_statistic(wrong, verbose=False)
 
 
 def runs_needed(sigma, target):
