@@ -102,6 +102,9 @@ CLAIMS = [
      lambda g, p: _all_true(p["57098764"])),
     ("given our batches and seed, trains the same network;",
      lambda g, p: _all_true(p["57098764"])),
+    ("The sweep measures the factor: after training LeNet-BN at the largest rate of the grid",
+     lambda g, p: g["ch6_e2_bn_norm_high"] > g["ch6_e2_bn_norm_low"]
+     and g["ch6_e2_eff_range"] < float(g["ch6_e2_lr_range"])),
     ("The loss is the same at every scale, the gradient norm times $s$ is the same, and so is the relative step "
      "times $s^2$.",
      lambda g, p: _all_true(p["d4d5db11"])),
