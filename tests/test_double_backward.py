@@ -198,6 +198,7 @@ COVERED = {   # (module file, class) -> (test file, test)
     ("kernels.py", "LayerNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
     ("kernels.py", "RMSNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
     ("kernels.py", "BatchNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
+    ("kernels.py", "AddNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
 }
 
 
