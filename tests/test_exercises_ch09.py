@@ -1,4 +1,5 @@
 """Chapter 9's checkers accept a right implementation and reject a wrong one."""
+import torch
 import torch.nn.functional as F
 
 from normbook.book.exercises import ch09
@@ -31,20 +32,46 @@ def test_attention_wrong_heads_split():
     assert not ch09.check_attention(wrong, verbose=False)
 
 
-def test_deep_norm_right():
-    def deep_norm(x, fx, alpha, weight, bias, eps):
-        return F.layer_norm(alpha * x + fx, x.shape[-1:], weight, bias, eps)
-    assert ch09.check_deep_norm(deep_norm, verbose=False)
+def loss_with_z(logits, targets, coefficient):
+    return F.cross_entropy(logits, targets) + coefficient * torch.logsumexp(logits, -1).pow(2).mean()
 
 
-def test_deep_norm_wrong_scales_branch():
-    def wrong(x, fx, alpha, weight, bias, eps):
-        return F.layer_norm(x + alpha * fx, x.shape[-1:], weight, bias, eps)
-    assert not ch09.check_deep_norm(wrong, verbose=False)
+def test_z_loss_right():
+    assert ch09.check_z_loss(loss_with_z, verbose=False)
+
+
+def test_z_loss_wrong():
+    def unstable(logits, targets, coefficient):   # overflows for logits of size 1000
+        log_z = torch.log(torch.exp(logits).sum(-1))
+        return F.cross_entropy(logits, targets) + coefficient * log_z.pow(2).mean()
+
+    def squares_the_mean(logits, targets, coefficient):
+        return F.cross_entropy(logits, targets) + coefficient * torch.logsumexp(logits, -1).mean() ** 2
+    for wrong in (unstable, squares_the_mean):
+        res = ch09.check_z_loss(wrong, verbose=False)
+        assert not res and res.failures
+
+
+def test_branch_scales():
+    def rezero(x, fx, alpha):
+        return x + alpha * fx
+
+    def layer_scale(x, fx, lam):
+        return x + lam * fx
+
+    assert ch09.check_branch_scales(rezero, layer_scale, verbose=False)
+    assert not ch09.check_branch_scales(lambda x, fx, a: a * (x + fx), layer_scale, verbose=False)
+    assert not ch09.check_branch_scales(rezero, lambda x, fx, lam: x + fx, verbose=False)   # scale ignored
 
 
 def test_checker_reports_exception():
     def broken(*args):
         raise RuntimeError("boom")
-    res = ch09.check_deep_norm(broken, verbose=False)
+    res = ch09.check_z_loss(broken, verbose=False)
     assert not res and "boom" in res.failures[0][1]
+
+
+def test_hints_do_not_print_the_formula():
+    for check in (ch09.check_attention, ch09.check_z_loss):
+        res = check(lambda *a: None, verbose=False)
+        assert "@" not in res.hint and "sqrt" not in res.hint and "logsumexp" not in res.hint
