@@ -1,37 +1,52 @@
-"""Triton kernels for LayerNorm, RMSNorm and channels-last BatchNorm (training), forward and backward.
+"""Triton kernels for LayerNorm, RMSNorm (also fused with the residual add) and channels-last BatchNorm (training),
+forward and backward.
 
 Each layer is an ``autograd.Function`` wrapped in a function with ``normbook.functional``'s signature::
 
     from normbook import kernels
     y = kernels.layer_norm(x, (D,), weight, bias, eps)          # x on a CUDA device
     y = kernels.rms_norm(x, (D,), weight, eps)
+    y, h = kernels.add_layer_norm(x, residual, (D,), weight, bias, eps)   # h = x + residual, y = LN(h)
+    y, h = kernels.add_rms_norm(x, residual, (D,), weight, eps)
     y = kernels.batch_norm(x, running_mean, running_var, weight, bias, True, 0.1, eps)
 
 The kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1`` set before
-Triton is first imported: correct, slow, meant for tests and for reading). Arithmetic is float32 whatever the
-storage dtype (float32, float16 or bfloat16), as in ``normbook.functional``.
+Triton is first imported: correct, slow, meant for tests and for reading; it truncates float32 values stored to
+bfloat16 where compiled kernels round to nearest). Arithmetic is float32 whatever the storage dtype (float32,
+float16 or bfloat16), as in ``normbook.functional``.
 
 Why these designs (a normalization layer does a handful of flops per byte, so only the bytes matter):
 
-* **One program per row, the whole row in registers** (LayerNorm, RMSNorm). A row of D <= 65,536 / element-size
-  elements fits in one block of ``BLOCK_D = next_power_of_2(D)`` lanes, so x is read from memory **once** and the
+* **One program per row, the whole row in registers** (LayerNorm, RMSNorm). A row of up to ``MAX_BLOCK_BYTES``
+  (64 KiB) fits in one block of ``BLOCK_D = next_power_of_2(D)`` lanes, so x is read from memory **once** and the
   statistics are computed **two-pass in registers**: the mean first, then the mean square of ``x - mean``. Two
   passes over registers cost no memory traffic, and they are more accurate than the one-pass ``E[x^2] - E[x]^2``
-  (which cancels when the mean is large against the spread). Welford's update is the tool when a row does not
-  fit and must be streamed in tiles; here it would only add a division per element.
+  (which cancels when the mean is large against the spread). Triton's layer-norm tutorial loops over the row in
+  blocks even when it fits, reading x three times.
+* **Rows longer than one block** are streamed through a tile of ``LOOP_TILE_BYTES`` (the looped kernels). The
+  statistics come from one read: every lane keeps Welford's running (count, mean, M2) of the elements it sees and
+  the lanes are merged with Chan, Golub & LeVeque's formula (as Apex's LayerNorm does per thread); a second read
+  normalizes. The backward computes the two row sums in one kernel and dx with the partial dw/db in a second,
+  over a grid of (program, column tile).
+* **The residual add fused with the norm** (``add_layer_norm``, ``add_rms_norm``): the forward reads x and the
+  residual once and writes their sum h (the new residual stream) and y, normalizing h while it is in registers;
+  the backward reads h, dy and the gradient of h that arrived along the stream, and writes one dx, the gradient of
+  both summands. Unfused, the add and the norm stream 11 tensors forward and backward; fused, 8.
 * **The weight/bias gradient in two stages.** ``dw = sum over rows of dy * x_hat`` is a column sum over all rows.
   Each backward program handles rows ``pid, pid + G, pid + 2G, ...`` and keeps its own partial sum of dw and db in
-  registers; it writes one row of a small ``(G, D)`` buffer, and a second small kernel sums the G rows. The
-  alternative, ``tl.atomic_add`` of every row's contribution into dw, makes every program contend for the same D
-  addresses and makes the result depend on the order in which the additions land (not bitwise reproducible);
-  the two-stage sum is deterministic and its extra traffic is G * D floats, small next to the M * D of x.
-* **BatchNorm on channels-last inputs is a column reduction.** Viewed as an (M, C) matrix with M = N * H * W
-  rows, each channel is a column. A first kernel splits the rows into P chunks and each program reduces a tile of
-  BLOCK_C channels over its chunk, tile by tile; tiles are merged with Chan, Golub & LeVeque's parallel update
-  of (count, mean, M2) -- Welford's algorithm with tiles in place of single values -- because a chunk is streamed
-  and cannot be held in registers. A second small kernel merges the P partial results per channel in the same
-  way; a third normalizes. The backward pass reduces ``sum(dy)`` and ``sum(dy * x_hat)`` per channel the same
-  way (plain sums: no cancellation to guard against) and then applies the closed-form dx elementwise.
+  registers; it writes one row of a small ``(G, D)`` buffer, and a second small kernel sums the G rows. So x and
+  dy are read once, where ATen's CUDA LayerNorm backward (one kernel for dx, one for dw and db) reads them twice.
+  The alternative, ``tl.atomic_add`` of every row's contribution into dw (or the tutorial's lock-protected
+  shared buffer rows), makes programs contend for the same addresses and makes the result depend on the order
+  in which the additions land (not bitwise reproducible); the two-stage sum is deterministic and its extra traffic
+  is G * D floats, small next to the M * D of x.
+* **BatchNorm on channels-last inputs is a column reduction over the whole batch.** Viewed as an (M, C) matrix
+  with M = N * H * W rows, each channel is a column. A first kernel splits the rows into P chunks and each program
+  reduces a tile of BLOCK_C channels over its chunk, tile by tile; tiles are merged with Chan, Golub & LeVeque's
+  parallel update of (count, mean, M2) because a chunk is streamed and cannot be held in registers. A second small
+  kernel merges the P partial results per channel in the same way; a third normalizes. The backward pass reduces
+  ``sum(dy)`` and ``sum(dy * x_hat)`` per channel the same way and then applies the closed-form dx elementwise:
+  3 passes over memory forward and 5 backward, the floor of a batch-wide norm.
 
 The backward kernels compute the gradient from the mean and rstd saved by the forward kernels, outside autograd's
 graph: each Function is differentiable once, and backward with ``create_graph=True`` raises a RuntimeError (a
