@@ -13,6 +13,9 @@ code, not the compiler, to remove it:
   compiles to one loop over the rows that reads ``x`` once and writes ``y`` once.
 * **The backward pass is the closed form** of chapter 2 (and of ``normbook.autograd``): two sums per row (per
   channel for BatchNorm), then ``dx`` elementwise, instead of the derivative of every operation of the forward.
+* **GroupNorm's tensors all have one shape**, (N * G, C/G, S), one row per (example, group), the per-channel
+  parameters expanded to it: Inductor then runs the statistics, the normalization and (backward) the sums of a
+  group in one loop over the rows, as it does for LayerNorm.
 * **BatchNorm's statistics come from one Welford reduction** (``torch.var_mean``, which Inductor lowers to a
   single-pass Welford loop when the reduction is long) instead of a mean followed by a second pass for the
   variance; the mean and rstd (one value per channel) are saved, since recomputing them would cost a pass.
@@ -122,21 +125,22 @@ class RMSNormFunction(torch.autograd.Function):
 
 
 class GroupNormFunction(torch.autograd.Function):
-    """GroupNorm: the input viewed as (N, G, C/G, S) with S = prod(spatial dims); statistics per (n, g) over
-    (C/G, S). Saves the input and recomputes the statistics in the backward; dweight and dbias are summed over S
-    inside the group loop first, then over N (a small (N, C) tensor)."""
+    """GroupNorm on the input viewed as (N * G, C/G, S), S = prod(spatial dims): one row per (example, group),
+    statistics over the row's C/G * S values. Every tensor of the computation has that shape, the per-channel
+    parameters included (expanded to (N * G, C/G, 1)), so that Inductor runs everything of a group in one loop over
+    the rows. Saves the input and recomputes the statistics in the backward pass, whose per-channel sums of dy and
+    dy * x_hat (over S) give both the group sums of the closed form and dweight, dbias (summed over N)."""
 
     @staticmethod
     def forward(ctx, input, num_groups, weight, bias, eps):
         n, c = input.shape[:2]
-        x = input.to(_F._opmath(input.dtype)).reshape(n, num_groups, c // num_groups, -1)
-        var, mean = torch.var_mean(x, (2, 3), correction=0, keepdim=True)
+        x = input.to(_F._opmath(input.dtype)).reshape(n * num_groups, c // num_groups, -1)
+        var, mean = torch.var_mean(x, (1, 2), correction=0, keepdim=True)
         y = (x - mean) * torch.rsqrt(var + eps)
-        shape = (1, num_groups, c // num_groups, 1)
         if weight is not None:
-            y = y * _param(weight, x.dtype).reshape(shape)
+            y = y * _per_row(weight, n, num_groups, x.dtype)
         if bias is not None:
-            y = y + _param(bias, x.dtype).reshape(shape)
+            y = y + _per_row(bias, n, num_groups, x.dtype)
         ctx.save_for_backward(input, weight, bias)
         ctx.num_groups, ctx.eps = num_groups, eps
         return y.reshape(input.shape).to(input.dtype)
@@ -147,16 +151,27 @@ class GroupNormFunction(torch.autograd.Function):
         input, weight, bias = ctx.saved_tensors
         n, c = input.shape[:2]
         groups = ctx.num_groups
-        x = input.to(_F._opmath(input.dtype)).reshape(n, groups, c // groups, -1)
-        var, mean = torch.var_mean(x, (2, 3), correction=0, keepdim=True)
+        x = input.to(_F._opmath(input.dtype)).reshape(n * groups, c // groups, -1)
+        var, mean = torch.var_mean(x, (1, 2), correction=0, keepdim=True)
         rstd = torch.rsqrt(var + ctx.eps)
         x_hat = (x - mean) * rstd
         dy = dy.to(x.dtype).reshape(x.shape)
-        g = dy * _param(weight, x.dtype).reshape(1, groups, c // groups, 1) if weight is not None else dy
-        dx = rstd * (g - g.mean((2, 3), keepdim=True) - x_hat * (g * x_hat).mean((2, 3), keepdim=True))
-        dw = (dy * x_hat).sum(3).sum(0) if weight is not None and ctx.needs_input_grad[2] else None
-        db = dy.sum(3).sum(0) if bias is not None and ctx.needs_input_grad[3] else None
+        w = _per_row(weight, n, groups, x.dtype) if weight is not None else torch.ones_like(mean)
+        sum_dy = dy.sum(2, keepdim=True)                       # per (example, channel)
+        sum_dy_xhat = (dy * x_hat).sum(2, keepdim=True)
+        m = x.shape[1] * x.shape[2]                            # values per group
+        mean_g = (w * sum_dy).sum(1, keepdim=True) / m         # mean over the group of g = w * dy
+        mean_g_xhat = (w * sum_dy_xhat).sum(1, keepdim=True) / m
+        dx = rstd * (w * dy - mean_g - x_hat * mean_g_xhat)
+        dw = sum_dy_xhat.reshape(n, c).sum(0) if weight is not None and ctx.needs_input_grad[2] else None
+        db = sum_dy.reshape(n, c).sum(0) if bias is not None and ctx.needs_input_grad[3] else None
         return dx.reshape(input.shape).to(input.dtype), None, _grad_of(weight, dw), _grad_of(bias, db), None
+
+
+def _per_row(p: Tensor, n: int, groups: int, dtype: torch.dtype) -> Tensor:
+    """A per-channel vector (C,) as (N * G, C/G, 1): its values for the channels of each row's group."""
+    c = p.numel()
+    return p.to(dtype).reshape(1, groups, c // groups).expand(n, groups, c // groups).reshape(n * groups, -1, 1)
 
 
 class BatchNormFunction(torch.autograd.Function):
