@@ -25,7 +25,9 @@ help:
 	@echo "make test   unit tests + nbval over every chapter (NORMBOOK_FAST=1) + strict fast book build"
 	@echo "make book-force   re-execute every chapter (drops the execution cache), then build the book"
 	@echo "make colab   the Colab/Jupyter edition (no MyST markup) into _build/colab/chapters/"
-	@echo "make student the chapters without solutions into _build/student/"
+	@echo "make student the course edition for students (no solutions, answer cells, a PDF) into _build/student/"
+	@echo "make instructor  solutions, rubrics, a guide per chapter and the autograders into _build/instructor/"
+	@echo "make grade SUBMISSIONS=dir/  grade submitted student notebooks into _build/grades/grades.csv"
 	@echo "make pdf     the whole book as one PDF, _build/pdf/normbook.pdf (needs chromium)"
 	@echo "make lab     JupyterLab on chapters/ with the project's kernel"
 	@echo "make data   find or fetch Fashion-MNIST into data/;  make clean   remove build outputs"
@@ -91,15 +93,39 @@ editions: data
 	$(PY) -m pytest tests/test_editions.py -q -p no:cacheprovider
 
 test: lint unit nbval claims-fast book-fast browser editions
+test: coursekit
 
 # The Colab/Jupyter edition: MyST markup rewritten as plain Markdown, glued values filled in from the executed
 # chapters (tools/colab_edition.py).
 colab: data
 	$(PY) tools/colab_edition.py --out _build/colab chapters/[0-9][0-9]_*.ipynb
 
-# The student edition: the chapters with every solution removed.
+# The course kit (README.md, "Course kit"). The student edition: the chapters in the Colab edition's form without
+# solutions, each exercise followed by its answer cell, and a solution-free PDF (from the stored outputs; skipped
+# with a message where chromium or poppler-utils is missing, except in CI).
 student: data
 	$(PY) tools/student_edition.py --out _build/student chapters/[0-9][0-9]_*.ipynb
+	$(PY) tools/make_pdf.py --student --stored --optional --out _build/student/normbook-student.pdf
+
+# The instructor edition: a guide per chapter (assessment, times, common wrong answers, solutions, rubrics), the
+# solutions notebooks and the Otter autograders.
+instructor: data
+	$(PY) tools/instructor_edition.py --out _build/instructor chapters/[0-9][0-9]_*.ipynb
+
+# Grade a folder of submitted student-edition notebooks offline (Otter-Grader, no Docker) into one CSV.
+SUBMISSIONS ?=
+GRADES ?= _build/grades/grades.csv
+grade: data
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir/ [GRADES=file.csv]"; exit 2; }
+	$(PY) tools/grade.py $(SUBMISSIONS) --out $(GRADES)
+
+# make test: both editions built, the fixture submissions of chapter 4 and the instructor's solutions graded, and
+# the artifacts checked (tests/test_coursekit_built.py).
+coursekit: student instructor
+	rm -rf _build/grades/ch04 && mkdir -p _build/grades && cp -r tests/fixtures/submissions/ch04 _build/grades/ch04
+	cp _build/instructor/solutions/04_inference_mode.ipynb _build/grades/ch04/solutions.ipynb
+	$(MAKE) grade SUBMISSIONS=_build/grades/ch04 GRADES=_build/grades/ch04.csv
+	NORMBOOK_COURSEKIT=_build $(PY) -m pytest tests/test_coursekit_built.py -q -p no:cacheprovider
 
 # One PDF of the whole book: a single-page HTML build printed by the system Chromium after MathJax has typeset.
 # It reuses the executions cached by `make book`; PDF_FLAGS=--stored prints the outputs stored in the chapters
@@ -112,6 +138,8 @@ pdf: data
 lab: data
 	$(PY) -m ipykernel install --sys-prefix --name normbook --display-name "normbook (.venv)"
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
+
+.PHONY: instructor grade coursekit
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -7,16 +7,25 @@ from normbook.book.exercises import ch01
 TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh)
 
 
-@torch.no_grad()
-def stds_right(model, x):
+def _stds(model, x, types=TYPES, double=True):
     stds, handles = [], []
     for m in model.modules():
-        if isinstance(m, TYPES):
-            handles.append(m.register_forward_hook(lambda mod, i, o: stds.append(o.double().std().item())))
-    model(x)
+        if isinstance(m, types):
+            handles.append(m.register_forward_hook(
+                lambda mod, i, o: stds.append((o.double() if double else o).std().item())))
+    with torch.no_grad():
+        model(x)
     for h in handles:
         h.remove()
     return stds
+
+
+def stds_right(model, x):
+    return _stds(model, x)
+
+
+def stds_float32(model, x):  # output.std() in the output's own precision
+    return _stds(model, x, double=False)
 
 
 @torch.no_grad()
@@ -29,25 +38,8 @@ def stds_hooks_left(model, x):  # forgets to remove its hooks
     return stds
 
 
-@torch.no_grad()
 def stds_on_linear(model, x):  # records the linear layers' outputs
-    stds, handles = [], []
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(lambda mod, i, o: stds.append(o.double().std().item())))
-    model(x)
-    for h in handles:
-        h.remove()
-    return stds
-
-
-def ratios_right(model):
-    return [(m.weight.grad.std() / m.weight.std()).item() for m in model.modules() if isinstance(m, nn.Linear)]
-
-
-def ratios_norms(model):  # norms instead of standard deviations
-    return [(m.weight.grad.norm() / m.weight.norm() * 10).item() for m in model.modules()
-            if isinstance(m, nn.Linear)]
+    return _stds(model, x, types=nn.Linear)
 
 
 def test_layer_stds_checker(capsys):
@@ -57,6 +49,51 @@ def test_layer_stds_checker(capsys):
     assert not result and "hook" in result.failures[0][1]
     assert "FAIL" in capsys.readouterr().out
     assert not ch01.check_layer_stds(stds_on_linear, verbose=False)
+
+
+def test_layer_stds_checker_catches_a_float32_std():
+    """Only the case built to overflow tells a float32 std from a float64 one: there the float32 sum of a layer's
+    values overflows (std() computes the mean from it) while every value is finite."""
+    result = ch01.check_layer_stds(stds_float32, verbose=False)
+    assert not result and len(result.failures) == 1
+    label, message = result.failures[0]
+    assert "float32 max" in label and "is inf" in message and "precision" in message
+
+
+def update_right(model, step):
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    before = [m.weight.detach().clone() for m in linears]
+    step()
+    return [((m.weight.detach() - b).std() / b.std()).item() for m, b in zip(linears, before)]
+
+
+def update_from_gradient(model, step):  # grad/data: right for SGD up to lr, wrong for Adam, and lr is unknown
+    out = [(m.weight.grad.std() / m.weight.std()).item() for m in model.modules() if isinstance(m, nn.Linear)]
+    step()
+    return out
+
+
+def update_twice(model, step):  # two steps
+    step()
+    return update_right(model, step)
+
+
+def test_update_to_data_checker(capsys):
+    assert ch01.check_update_to_data(update_right)
+    assert "PASS" in capsys.readouterr().out
+    assert not ch01.check_update_to_data(update_from_gradient)
+    assert "FAIL" in capsys.readouterr().out
+    result = ch01.check_update_to_data(update_twice, verbose=False)
+    assert not result and "2 times" in result.failures[0][1]
+
+
+def ratios_right(model):
+    return [(m.weight.grad.std() / m.weight.std()).item() for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def ratios_norms(model):  # norms instead of standard deviations
+    return [(m.weight.grad.norm() / m.weight.norm() * 10).item() for m in model.modules()
+            if isinstance(m, nn.Linear)]
 
 
 def test_grad_to_data_checker(capsys):

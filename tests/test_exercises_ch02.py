@@ -1,5 +1,6 @@
-"""Chapter 2's checkers: a right implementation passes, a wrong one fails."""
+"""Chapter 2's checkers: a right implementation passes, wrong ones fail (and say where)."""
 import torch
+import torch.nn.functional as F
 
 from normbook.book.exercises import ch02
 
@@ -20,6 +21,10 @@ def forward_unbiased(x, gamma, beta, eps):  # the unbiased variance: wrong for B
     return gamma.reshape(shape) * (x - mean) / torch.sqrt(var + eps) + beta.reshape(shape)
 
 
+def forward_torch(x, gamma, beta, eps):  # right numbers, but torch's layer does the work
+    return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+
+
 def backward_right(dy, x, gamma, eps):
     n = x.shape[0]
     r = 1 / torch.sqrt(x.var(0, unbiased=False) + eps)
@@ -36,11 +41,24 @@ def backward_no_variance_path(dy, x, gamma, eps):  # forgets the path through si
     return gamma * r / n * (n * dy - dbeta), dgamma, dbeta
 
 
+def backward_autograd(dy, x, gamma, eps):  # right numbers, but autograd does the work
+    x, gamma = x.requires_grad_(), gamma.requires_grad_()
+    beta = torch.zeros_like(gamma, requires_grad=True)
+    y = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    return torch.autograd.grad(y, (x, gamma, beta), dy)
+
+
 def test_forward_checker(capsys):
     assert ch02.check_batch_norm_forward(forward_right)
     assert "PASS" in capsys.readouterr().out
     result = ch02.check_batch_norm_forward(forward_unbiased)
     assert not result and "FAIL" in capsys.readouterr().out and "biased" in result.hint
+
+
+def test_forward_checker_rejects_torchs_batch_norm():
+    result = ch02.check_batch_norm_forward(forward_torch, verbose=False)
+    assert not result and "batch_norm was called" in result.failures[0][1]
+    assert F.batch_norm is not None and ch02.check_batch_norm_forward(forward_right, verbose=False)  # restored
 
 
 def test_backward_checker(capsys):
@@ -49,8 +67,86 @@ def test_backward_checker(capsys):
     result = ch02.check_batch_norm_backward(backward_no_variance_path)
     assert not result and "FAIL" in capsys.readouterr().out
     assert any("dx" in message for _, message in result.failures)
+    assert "dx =" not in result.hint  # the hint points at the terms, it does not print the formula
+
+
+def test_backward_checker_rejects_autograd():
+    result = ch02.check_batch_norm_backward(backward_autograd, verbose=False)
+    assert not result and all("without autograd" in message for _, message in result.failures)
+    x = torch.randn(4, 2, requires_grad=True)  # autograd works again after the check
+    (x ** 2).sum().backward()
+    assert torch.equal(x.grad, 2 * x)
 
 
 def test_backward_checker_reports_a_wrong_return():
     result = ch02.check_batch_norm_backward(lambda dy, x, g, eps: dy, verbose=False)
     assert not result and "tuple" in result.failures[0][1]
+
+
+# --- the staged exercise: stage by stage against autograd -------------------------------------------------------
+
+def _forward(x, eps):
+    mu = x.mean(0)
+    var = ((x - mu) ** 2).mean(0)
+    return mu, var, (x - mu) / torch.sqrt(var + eps)
+
+
+def stages_right(dy, x, gamma, eps):
+    n = x.shape[0]
+    mu, var, x_hat = _forward(x, eps)
+    d_x_hat = gamma * dy
+    d_var = (d_x_hat * (x - mu)).sum(0) * -0.5 * (var + eps) ** -1.5
+    d_mu = -(d_x_hat / torch.sqrt(var + eps)).sum(0) + d_var * (-2 / n) * (x - mu).sum(0)
+    dx = d_x_hat / torch.sqrt(var + eps) + d_var * 2 * (x - mu) / n + d_mu / n
+    return d_x_hat, d_var, d_mu, dx
+
+
+def stages_wrong_var(dy, x, gamma, eps):  # stage 2 forgets the -1/2 of the derivative of (var + eps)^(-1/2)
+    d_x_hat, d_var, d_mu, dx = stages_right(dy, x, gamma, eps)
+    return d_x_hat, -2 * d_var, d_mu, dx
+
+
+def stages_mu_without_direct_path(dy, x, gamma, eps):  # stage 3 keeps only the path through var
+    n = x.shape[0]
+    mu, var, _ = _forward(x, eps)
+    d_x_hat, d_var, _, dx = stages_right(dy, x, gamma, eps)
+    return d_x_hat, d_var, d_var * (-2 / n) * (x - mu).sum(0), dx
+
+
+def stages_first_two_only(dy, x, gamma, eps):  # a student half-way through
+    d_x_hat, d_var, _, _ = stages_right(dy, x, gamma, eps)
+    return d_x_hat, d_var, ..., ...
+
+
+def stages_with_autograd(dy, x, gamma, eps):
+    x = x.requires_grad_()
+    mu, var, x_hat = _forward(x, eps)
+    (dx,) = torch.autograd.grad((gamma * x_hat * dy).sum(), x)
+    return gamma * dy, None, None, dx
+
+
+def test_stages_checker_passes_the_right_derivation(capsys):
+    result = ch02.check_backward_stages(stages_right)
+    out = capsys.readouterr().out
+    assert result and out.count("PASS  stage") == 4 and "PASS  backward_stages" in out
+
+
+def test_stages_checker_names_the_first_wrong_stage(capsys):
+    result = ch02.check_backward_stages(stages_wrong_var)
+    out = capsys.readouterr().out
+    assert not result and "PASS  stage 1" in out and "FAIL  stage 2" in out and "stage 3" not in out
+    assert result.failures[0][0].startswith("stage 2 (d_var)") and result.hint == ch02.STAGES[1][2]
+    result = ch02.check_backward_stages(stages_mu_without_direct_path, verbose=False)
+    assert not result and result.failures[0][0].startswith("stage 3 (d_mu)")
+    assert not any(label.startswith(("stage 1", "stage 2")) for label, _ in result.failures)
+
+
+def test_stages_checker_reports_unwritten_stages():
+    result = ch02.check_backward_stages(stages_first_two_only, verbose=False)
+    assert not result and result.failures[0][0].startswith("stage 3")
+    assert "not written yet" in result.failures[0][1]
+
+
+def test_stages_checker_rejects_autograd():
+    result = ch02.check_backward_stages(stages_with_autograd, verbose=False)
+    assert not result and "without autograd" in result.failures[0][1]

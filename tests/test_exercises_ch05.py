@@ -40,3 +40,44 @@ def rms_norm_centered(x, weight, eps):
 def test_rms_norm():
     assert ch05.check_rms_norm(rms_norm, verbose=False)
     assert not ch05.check_rms_norm(rms_norm_centered, verbose=False)
+
+
+def rms_norm_backward(dy, x, weight, eps):
+    r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    x_hat, g = x * r, dy * weight
+    dx = r * (g - x_hat * (g * x_hat).mean(-1, keepdim=True))
+    return dx, (dy * x_hat).reshape(-1, x.shape[-1]).sum(0)
+
+
+def rms_norm_backward_with_mean_term(dy, x, weight, eps):     # LayerNorm's -sum(g) term kept: wrong
+    dx, dw = rms_norm_backward(dy, x, weight, eps)
+    r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return dx - r * (dy * weight).mean(-1, keepdim=True), dw
+
+
+def rms_norm_backward_gamma_outside(dy, x, weight, eps):      # gamma pulled out of the sum: wrong
+    r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    x_hat = x * r
+    dx = weight * r * (dy - x_hat * (dy * x_hat).mean(-1, keepdim=True))
+    return dx, (dy * x_hat).reshape(-1, x.shape[-1]).sum(0)
+
+
+def rms_norm_backward_by_autograd(dy, x, weight, eps):        # right numbers, forbidden means
+    xr, wr = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    y = torch.nn.functional.rms_norm(xr, x.shape[-1:], wr, eps)
+    return torch.autograd.grad(y, (xr, wr), dy)
+
+
+def test_rms_norm_backward():
+    assert ch05.check_rms_norm_backward(rms_norm_backward, verbose=False)
+    assert not ch05.check_rms_norm_backward(rms_norm_backward_with_mean_term, verbose=False)
+    assert not ch05.check_rms_norm_backward(rms_norm_backward_gamma_outside, verbose=False)
+    result = ch05.check_rms_norm_backward(rms_norm_backward_by_autograd, verbose=False)
+    assert not result and "without autograd" in result.failures[0][1]
+
+
+def test_autograd_is_restored_after_a_check():
+    ch05.check_rms_norm_backward(rms_norm_backward_by_autograd, verbose=False)
+    x = torch.ones(3, requires_grad=True)
+    (2 * x).sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0, 2.0]

@@ -83,6 +83,9 @@ def test_eval_batch_size_lab():
     assert lab["eval"][0] == lab["eval"][1] == lab["eval"][2] == pytest.approx(inf.accuracy(model, X, y))
     assert all(g > 0 for g in lab["gap"])
     assert all(0 <= a <= 1 for a in lab["train"])
+    assert [len(r) for r in lab["train_right"]] == [64, 64, 64, 60]   # whole batches of 5: 60 images
+    assert [r.mean().item() for r in lab["train_right"]] == pytest.approx(lab["train"])
+    assert lab["eval_right"][0].mean().item() == pytest.approx(lab["eval"][0])
 
 
 def test_time_forward_restores_mode_and_threads():

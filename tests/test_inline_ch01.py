@@ -1,6 +1,7 @@
 """Chapter 1's mechanism cells agree with normbook: the page's `mlp` builds the same network as
 `normbook.book.models.deep_mlp` from the same seed (weights, biases, layer types), and the page's forward hooks
-measure what `normbook.diagnostics.activation_std` measures."""
+measure what `normbook.diagnostics.activation_std` measures; its saturation and gradient-to-data diagnostics agree
+with `normbook.diagnostics`."""
 import pytest
 import torch
 from torch import nn
@@ -52,3 +53,24 @@ def test_hooks_follow_overflow(ns):
     for m in net:
         h = m(h)
     assert page[-1] == h.double().std().item() or str(page[-1]) == str(h.double().std().item())
+
+
+@pytest.mark.parametrize("bounds", [(0.03, 0.97), (-0.97, 0.97)])
+def test_saturation_fraction_matches_diagnostics(ns, bounds):
+    t = torch.sigmoid(3 * torch.randn(64, 50)) if bounds[0] > 0 else torch.tanh(2 * torch.randn(64, 50))
+    assert ns["saturation_fraction"](t, *bounds) == diagnostics.saturation_fraction(t, *bounds)
+    edges = torch.tensor([bounds[0], bounds[1], 0.5])  # the bounds themselves count as saturated
+    assert ns["saturation_fraction"](edges, *bounds) == diagnostics.saturation_fraction(edges, *bounds) == 2 / 3
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_grad_to_data_ratios_match_diagnostics(ns, norm):
+    torch.manual_seed(3)
+    model = nn.Sequential(ns["mlp"](3, 16, in_features=12, init=0.5, norm=norm, activation=nn.Sigmoid),
+                          nn.Linear(16, 4))
+    x, target = torch.randn(10, 12), torch.randint(0, 4, (10,))
+    nn.functional.cross_entropy(model(x), target).backward()
+    page = ns["grad_to_data_ratios"](model)
+    assert len(page) == 4  # the linear layers only, not BN's gamma
+    torch.testing.assert_close(torch.tensor(page), torch.tensor(diagnostics.grad_to_data_ratios(model, nn.Linear)),
+                               rtol=1e-12, atol=0)

@@ -1,6 +1,6 @@
 """Chapter 2's mechanism cells agree with normbook and torch.nn: the batch_norm function (training, evaluation,
 running estimates), the BatchNorm module (buffers, state_dict, momentum=None) and the closed-form
-autograd.Function (outputs and gradients)."""
+autograd.Function (outputs and gradients; like normbook's, it raises under create_graph=True)."""
 import pytest
 import torch
 
@@ -71,3 +71,24 @@ def test_autograd_function(ns):
     for other in (ref, ours):
         for a, g in zip(g_page, torch.autograd.grad(other, (x, w, b), dy)):
             torch.testing.assert_close(a, g)
+
+
+def test_autograd_function_refuses_double_backward(ns):
+    """The page's closed form, like normbook's, raises when asked for a graph of its gradient (create_graph=True):
+    x_hat and r were saved without one, so a second derivative through them would silently be wrong."""
+    torch.manual_seed(4)
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    fn = ns["BatchNormFunction"]
+    for make in (lambda: fn.apply(x, w, b, 1e-5),
+                 lambda: normbook.autograd.batch_norm(x, None, None, w, b, training=True)):
+        with pytest.raises(RuntimeError, match="double backward is not supported"):
+            torch.autograd.grad(make().pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="use normbook.functional.batch_norm"):
+        torch.autograd.gradgradcheck(lambda *a: fn.apply(*a, 1e-5), (x, w, b))
+    # a first derivative still works, and the exact higher derivatives are normbook.functional's
+    (g,) = torch.autograd.grad(fn.apply(x, w, b, 1e-5).pow(2).sum(), x)
+    assert torch.isfinite(g).all()
+    assert torch.autograd.gradgradcheck(
+        lambda *a: normbook.functional.batch_norm(a[0], None, None, a[1], a[2], training=True), (x, w, b))

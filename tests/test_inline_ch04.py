@@ -80,6 +80,20 @@ def test_recompute_bn_stats(ns, layers):
     torch.testing.assert_close(page[1].running_var, torch.stack([t.var(dims) for t in z]).mean(0))
 
 
+def test_recompute_bn_stats_leaves_untracked_layers_alone(ns):
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(4, 6), N.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3),
+                        nn.BatchNorm1d(3, track_running_stats=False), nn.Linear(3, 2), nn.BatchNorm1d(2))
+    batches = [torch.randn(16, 4) * 2 + 1 for _ in range(3)]
+    page, ours = copy.deepcopy(net), copy.deepcopy(net)
+    ns["recompute_bn_stats"](page, batches)
+    recompute_batchnorm_stats(ours, batches)
+    assert page[4].running_mean is None and list(page[4].state_dict()) == ["weight", "bias"]
+    for a, b in zip(page.state_dict().values(), ours.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert int(page[1].num_batches_tracked) == 3 and int(page[6].num_batches_tracked) == 3
+
+
 def test_fold_conv_bn(ns):
     torch.manual_seed(3)
     conv, bn = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)

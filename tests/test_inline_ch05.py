@@ -1,9 +1,10 @@
 """Chapter 5's mechanism cells agree with normbook and torch.nn: LayerNorm, InstanceNorm, GroupNorm (the
-(N, G, C/G * S) reshape) and RMSNorm as short functions."""
+(N, G, C/G * S) reshape) and RMSNorm as short functions, and LayerNorm's backward pass written out."""
 import pytest
 import torch
 import torch.nn.functional as TF
 
+import normbook.autograd as NA
 import normbook.functional as NF
 from _notebook import mechanism_namespace
 
@@ -54,3 +55,18 @@ def test_rms_normalize(ns, shape):
     page = ns["rms_normalize"](x, eps=1e-6)
     torch.testing.assert_close(page, NF.rms_norm(x, shape[-1:], None, 1e-6))
     torch.testing.assert_close(page, TF.rms_norm(x, shape[-1:], None, 1e-6))
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (2, 5, 8), (3, 1, 4, 16)])
+def test_layer_norm_backward(ns, shape):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 3 + 2
+    w = torch.rand(shape[-1], generator=g, dtype=torch.float64) + 0.5
+    b = torch.randn(shape[-1], generator=g, dtype=torch.float64)
+    dy = torch.randn(shape, generator=g, dtype=torch.float64)
+    page = ns["layer_norm_backward"](dy, x, w, 1e-5)
+    for layer_norm in (TF.layer_norm, NA.layer_norm):       # torch's autograd, normbook's closed form
+        xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+        expected = torch.autograd.grad(layer_norm(xr, shape[-1:], wr, br, 1e-5), (xr, wr, br), dy)
+        for got, want in zip(page, expected):
+            torch.testing.assert_close(got, want)

@@ -145,6 +145,9 @@ def test_parallel_map_order_closures_and_errors():
     offset = 10
     assert parallel_map(lambda j: j * j + offset, [3, 1, 2], processes=2) == [19, 11, 14]
     assert parallel_map(lambda j: j + 1, [1, 2], processes=1) == [2, 3]
+    states = parallel_map(lambda j: torch.nn.Linear(3, 2).state_dict() | {"j": torch.full((2,), j)},
+                          [0, 1, 2], processes=2)  # tensors come back by value, after the workers exited
+    assert [s["j"].tolist() for s in states] == [[0, 0], [1, 1], [2, 2]] and states[0]["weight"].shape == (2, 3)
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         parallel_map(lambda j: 1 / j, [1, 0, 2], processes=2)
     with pytest.raises(ValueError, match="processes"):

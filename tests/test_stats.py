@@ -105,6 +105,17 @@ def test_phrase_and_word():
     assert stats.compare([1, 2, 3], [2, 2, 4], paired=True).runs == "3 paired seeds"
 
 
+def test_sample_names_what_was_repeated():
+    right_a = [1.0] * 600 + [0.0] * 400          # per-image correctness of two models on one test set
+    right_b = [1.0] * 500 + [0.0] * 500
+    c = stats.compare(right_a, right_b, paired=True, sample="test images")
+    assert c.phrase("B").endswith(", 1,000 paired test images)") and c.verdict == "higher"
+    r = stats.compare_ratio([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], sample="rounds")
+    assert r.interval().endswith("3 paired rounds")
+    assert stats.compare_to([0.8, 0.82], 0.1, sample="batches").runs == "2 batches"
+    assert stats.compare([1, 2], [3, 4]).sample == "seeds"  # the default is unchanged
+
+
 def test_ratio_is_the_exponentiated_log_interval():
     a, b = [2.0, 2.2, 1.9, 2.1], [1.0, 1.05, 0.98, 1.02]
     r = stats.compare_ratio(a, b)
@@ -147,3 +158,17 @@ def test_mean_sd_and_mean_std():
     assert stats.mean_std(0.5, float("nan")) == "0.500"
     with pytest.raises(ValueError):
         stats.mean_sd([])
+
+
+def test_a_group_without_spread_gives_an_interval_without_a_warning():
+    """Five runs that all stay at chance (0.1 each) against five that train: scipy warns about "precision loss"
+    for the constant group, although its zero variance is right; the comparison is Welch's interval with the
+    other group's spread alone (n_a - 1 degrees of freedom) and prints nothing."""
+    import warnings
+    stuck, trained = [0.1] * 5, [0.80, 0.79, 0.78, 0.79, 0.785]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = stats.compare(trained, stuck)
+    half = st.t.ppf(0.975, 4) * np.std(trained, ddof=1) / math.sqrt(5)
+    assert (c.low, c.high) == pytest.approx((np.mean(trained) - 0.1 - half, np.mean(trained) - 0.1 + half))
+    assert c.verdict == "higher"

@@ -54,6 +54,20 @@ def test_compare_times_interleaves_rounds():
         compare_times({})
 
 
+def test_timing_prints_nothing_in_a_fresh_process():
+    """torch's C++ extension builder logs "No CUDA runtime is found" when torch.utils.benchmark is first imported
+    on a CUDA build without a GPU (as on the book's CPU machines); timing filters that notice, and only while
+    importing."""
+    import subprocess
+    import sys
+    code = ("import logging, normbook.timing as t; t.time_it(lambda: 1, repeats=1, number=1); "
+            "print(len(logging.getLogger('torch.utils.cpp_extension').filters))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "No CUDA runtime" not in out.stderr
+    assert out.stdout.strip() == "0"   # the filter is gone after the import
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The GPU path: its measurement loop runs here with a host clock and a recording flush in place of CUDA's
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ it; Colab, Jupyter and the Colab edition do). A previous set-up cell is recognis
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 

@@ -18,13 +18,13 @@ operations timed with several threads on a busy machine measure mostly the threa
 """
 from __future__ import annotations
 
+import logging
 import statistics
 from dataclasses import dataclass, field
 import math
 from typing import Callable, Dict, List, Optional
 
 import torch
-from torch.utils import benchmark
 
 __all__ = ["TimingResult", "time_it", "compare_times", "cuda_times", "l2_flush_bytes"]
 
@@ -80,7 +80,29 @@ def _check_counts(repeats: int, number: Optional[int]) -> None:
         raise ValueError(f"number must be a positive integer (or None to choose it), got {number!r}")
 
 
-def _timer(fn: Callable[[], object], num_threads: int) -> benchmark.Timer:
+class _NoCudaRuntimeNotice(logging.Filter):
+    """Drops the one notice torch's C++ extension builder logs when it is imported on a CUDA build of torch
+    without a GPU ("No CUDA runtime is found, using CUDA_HOME=..."): it says nothing about the timing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No CUDA runtime is found" not in record.getMessage()
+
+
+def _benchmark_module():
+    # imported here, with the notice above filtered while it is imported: torch.utils.benchmark imports torch's C++
+    # extension builder, which logs that notice at import; neither importing normbook nor timing prints anything
+    logger, notice = logging.getLogger("torch.utils.cpp_extension"), _NoCudaRuntimeNotice()
+    logger.addFilter(notice)
+    try:
+        from torch.utils import benchmark
+    finally:
+        logger.removeFilter(notice)
+    return benchmark
+
+
+def _timer(fn: Callable[[], object], num_threads: int):
+    benchmark = _benchmark_module()
+
     if not callable(fn):
         raise TypeError(f"expected a function of no arguments to time, got {type(fn).__name__}")
     return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads)

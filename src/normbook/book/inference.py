@@ -95,20 +95,27 @@ def eval_batch_size_lab(model: nn.Module, X: Tensor, y: Tensor, batch_sizes: Seq
     """For each evaluation batch size: accuracy in eval mode, accuracy in train mode (``model.eval()``
     forgotten), and the mean absolute difference between the train-mode and eval-mode logits.
 
-    Returns ``{"batch_size": [...], "eval": [...], "train": [...], "gap": [...]}``. Batch sizes must be at least
-    2 if the model has a BatchNorm1d: one example gives one value per channel, which train mode refuses.
+    Returns ``{"batch_size": [...], "eval": [...], "train": [...], "gap": [...], "eval_right": [...],
+    "train_right": [...]}``; the last two hold, per batch size, a float tensor with 1.0 for every image (of the whole
+    batches used) classified correctly, in eval and in train mode, for paired comparisons
+    (:func:`normbook.book.stats.compare` with ``paired=True``). Batch sizes must be at least 2 if the model has a
+    BatchNorm1d: one example gives one value per channel, which train mode refuses.
     """
     eval_logits = predict(model, X, batch_size=max(batch_sizes), train_mode=False).cpu()
     eval_acc = (eval_logits.argmax(1) == y.cpu()).float().mean().item()
-    out: Dict[str, list] = {"batch_size": [], "eval": [], "train": [], "gap": []}
+    out: Dict[str, list] = {"batch_size": [], "eval": [], "train": [], "gap": [], "eval_right": [],
+                            "train_right": []}
     for b in batch_sizes:
         n = (len(X) // b) * b  # whole batches only: a last batch of one would raise in train mode
         train_logits = predict(model, X[:n], batch_size=b, train_mode=True).cpu()
+        eval_right = (eval_logits[:n].argmax(1) == y[:n].cpu()).float()
+        train_right = (train_logits.argmax(1) == y[:n].cpu()).float()
         out["batch_size"].append(b)
-        out["eval"].append((eval_logits[:n].argmax(1) == y[:n].cpu()).float().mean().item() if n < len(X)
-                           else eval_acc)
-        out["train"].append((train_logits.argmax(1) == y[:n].cpu()).float().mean().item())
+        out["eval"].append(eval_right.mean().item() if n < len(X) else eval_acc)
+        out["train"].append(train_right.mean().item())
         out["gap"].append((train_logits - eval_logits[:n]).abs().mean().item())
+        out["eval_right"].append(eval_right)
+        out["train_right"].append(train_right)
     return out
 
 

@@ -9,6 +9,7 @@ pickled but the results), and nothing is kept in module-level state between call
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import queue
 import traceback
 from typing import Callable, List, Sequence, TypeVar
@@ -35,7 +36,9 @@ def _worker(fn, jobs, tasks, results) -> None:
         if i is None:
             return
         try:
-            results.put((i, True, fn(jobs[i])))
+            # pickled here, by value: a tensor put on the queue as it is would travel as a shared-memory file
+            # descriptor, which fails once this worker has exited
+            results.put((i, True, pickle.dumps(fn(jobs[i]))))
         except BaseException:  # noqa: BLE001 - sent back and raised in the parent with its traceback
             results.put((i, False, traceback.format_exc()))
 
@@ -46,7 +49,7 @@ def parallel_map(fn: Callable[[J], R], jobs: Sequence[J], processes: int = 2) ->
 
     ``processes=1``, a single job or a platform without ``fork`` run the jobs here, on one thread. A job that
     raises makes the call raise ``RuntimeError`` with the worker's traceback. The results must be picklable
-    (numbers, dicts, tensors). A process that has run a compiled backward pass cannot fork safely: compile inside
+    (numbers, dicts, tensors, a model's ``state_dict()``); they are copied back by value. A process that has run a compiled backward pass cannot fork safely: compile inside
     ``fn`` (in the worker), not before calling.
     """
     jobs = list(jobs)
@@ -78,7 +81,7 @@ def parallel_map(fn: Callable[[J], R], jobs: Sequence[J], processes: int = 2) ->
                 continue
             if not ok:
                 raise RuntimeError(f"job {i} failed in a worker process:\n{value}")
-            out[i] = value
+            out[i] = pickle.loads(value)
     finally:
         for w in workers:
             if w.is_alive():

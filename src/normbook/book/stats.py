@@ -21,6 +21,7 @@ The intervals are scipy's (``scipy.stats.ttest_ind(equal_var=False)``, ``ttest_r
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -67,6 +68,16 @@ def _verdict(low: float, high: float) -> str:
     return "indistinguishable"
 
 
+def _quiet(test):
+    """Run a scipy test whose input may hold a group without spread (e.g. five runs all at chance, 0.100): scipy
+    then warns "Precision loss occurred in moment calculation" although a zero variance is the right answer and
+    the interval is computed correctly from the other group. That warning alone is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred in moment calculation",
+                                category=RuntimeWarning)
+        return test()
+
+
 def _fmt(x: float, digits: int) -> str:
     return f"{x:.{digits}f}".replace("-", "\u2212")
 
@@ -91,6 +102,7 @@ class Comparison:
     alpha: float
     verdict: str
     scale: str = "difference"  # "difference" or "ratio"
+    sample: str = "seeds"  # what one run is, for the phrase: "seeds", "rounds", "test images", "batches"
 
     @property
     def confidence(self) -> int:
@@ -98,12 +110,13 @@ class Comparison:
 
     @property
     def runs(self) -> str:
-        """``"5 seeds"``, ``"5 and 4 seeds"`` or ``"5 paired seeds"``."""
+        """``"5 seeds"``, ``"5 and 4 seeds"`` or ``"5 paired seeds"`` (``sample`` names what was repeated:
+        ``"9 paired rounds"`` of a timing, ``"10,000 paired test images"``)."""
         if self.paired:
-            return f"{self.n_a} paired seeds"
+            return f"{self.n_a:,} paired {self.sample}"
         if self.n_b == 0 or self.n_a == self.n_b:
-            return f"{self.n_a} seeds"
-        return f"{self.n_a} and {self.n_b} seeds"
+            return f"{self.n_a:,} {self.sample}"
+        return f"{self.n_a:,} and {self.n_b:,} {self.sample}"
 
     def word(self, higher: str = "higher than", lower: str = "lower than",
              indistinguishable: str = "indistinguishable from") -> str:
@@ -133,13 +146,16 @@ class Comparison:
         return f"{self.verdict} ({self.interval()})"
 
 
-def compare(a: Sequence[float], b: Sequence[float], *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
+def compare(a: Sequence[float], b: Sequence[float], *, paired: bool = False, alpha: float = ALPHA,
+            sample: str = "seeds") -> Comparison:
     """Compare per-seed results ``a`` and ``b`` (e.g. final validation accuracies of two settings).
 
     ``paired=False``: independent runs; Welch's t interval for ``mean(a) - mean(b)`` (no equal-variance
     assumption). ``paired=True``: ``a[i]`` and ``b[i]`` share seed ``i`` (same initial weights or the same data
     order), so the interval is the one-sample t interval of the differences ``a[i] - b[i]`` (often much narrower).
-    At least 2 runs per setting; NaN or inf is refused (say what a diverged run counts as).
+    At least 2 runs per setting; NaN or inf is refused (say what a diverged run counts as). ``sample`` names what
+    the values are repeated over in the phrase (``"seeds"``; ``"test images"`` for per-image correctness of two
+    models on one test set, ``"batches"``).
     """
     from scipy import stats as st
 
@@ -153,33 +169,34 @@ def compare(a: Sequence[float], b: Sequence[float], *, paired: bool = False, alp
         if _constant(d):  # no spread at all: the interval is the value itself (scipy would return NaN)
             diff = low = high = float(d[0])
         else:
-            low, high = st.ttest_rel(a, b).confidence_interval(1 - alpha)
+            low, high = _quiet(lambda: st.ttest_rel(a, b).confidence_interval(1 - alpha))
     else:
         if _constant(a) and _constant(b):  # no spread at all: the interval is the difference itself
             diff = low = high = float(a[0] - b[0])
         else:
-            low, high = st.ttest_ind(a, b, equal_var=False).confidence_interval(1 - alpha)
+            low, high = _quiet(lambda: st.ttest_ind(a, b, equal_var=False).confidence_interval(1 - alpha))
     low, high = float(low), float(high)
     return Comparison(float(a.mean()), float(b.mean()), diff, low, high, int(a.size), int(b.size), paired, alpha,
-                      _verdict(low, high))
+                      _verdict(low, high), sample=sample)
 
 
 def compare_ratio(a: Sequence[float], b: Sequence[float], *, paired: bool = True,
-                  alpha: float = ALPHA) -> Comparison:
+                  alpha: float = ALPHA, sample: str = "seeds") -> Comparison:
     """Compare positive per-run quantities by their ratio ``a / b`` (times, throughputs): :func:`compare` on
     ``log a`` and ``log b``, exponentiated. ``difference`` is the ratio of geometric means, ``low``/``high`` its
     interval; the verdict is ``"higher"`` when the whole interval is above 1. ``paired=True`` (the default) fits
-    timings measured interleaved, round by round (:func:`normbook.timing.compare_times`)."""
+    timings measured interleaved, round by round (:func:`normbook.timing.compare_times`; pass
+    ``sample="rounds"`` so the phrase says what was repeated)."""
     a_arr, b_arr = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if np.any(a_arr <= 0) or np.any(b_arr <= 0):
         raise ValueError("compare_ratio needs positive values (times, speeds); got a value <= 0")
     c = compare(np.log(a_arr), np.log(b_arr), paired=paired, alpha=alpha)
     return Comparison(float(np.exp(np.log(a_arr).mean())), float(np.exp(np.log(b_arr).mean())),
                       math.exp(c.difference), math.exp(c.low), math.exp(c.high), c.n_a, c.n_b, paired, alpha,
-                      c.verdict, scale="ratio")
+                      c.verdict, scale="ratio", sample=sample)
 
 
-def compare_to(a: Sequence[float], value: float, *, alpha: float = ALPHA) -> Comparison:
+def compare_to(a: Sequence[float], value: float, *, alpha: float = ALPHA, sample: str = "seeds") -> Comparison:
     """Compare per-seed results with a fixed ``value`` (a prediction, chance level): the one-sample t interval
     of ``mean(a) - value``; the verdict says whether the results lie above, below or are indistinguishable from
     it."""
@@ -191,10 +208,10 @@ def compare_to(a: Sequence[float], value: float, *, alpha: float = ALPHA) -> Com
     if _constant(a):
         diff = low = high = float(a[0] - value)
     else:
-        low, high = st.ttest_1samp(a, value).confidence_interval(1 - alpha)
+        low, high = _quiet(lambda: st.ttest_1samp(a, value).confidence_interval(1 - alpha))
         low, high = float(low) - value, float(high) - value
     return Comparison(float(a.mean()), float(value), diff, low, high, int(a.size), 0, False, alpha,
-                      _verdict(low, high))
+                      _verdict(low, high), sample=sample)
 
 
 def mean_ci(values: Sequence[float], alpha: float = ALPHA) -> tuple:

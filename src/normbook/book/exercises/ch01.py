@@ -1,11 +1,13 @@
 """Checkers for chapter 1's graded exercises (Why normalize?)::
 
-    from normbook.exercises import ch01
-    ch01.check_layer_stds(layer_stds)        # (model, x) -> [std of each nonlinearity's output]
-    ch01.check_grad_to_data(grad_to_data)    # (model after backward) -> [grad std / weight std per Linear]
+    from normbook.book.exercises import ch01
+    ch01.check_layer_stds(layer_stds)          # (model, x) -> [std of each nonlinearity's output]
+    ch01.check_update_to_data(update_to_data)  # (model, step) -> [relative change of each Linear weight]
+    ch01.check_grad_to_data(grad_to_data)      # (model after backward) -> [grad std / weight std per Linear]
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
@@ -16,7 +18,7 @@ from .. import diagnostics
 from ..models import batch_norm, deep_mlp
 from . import CheckResult, run_check
 
-__all__ = ["check_layer_stds", "check_grad_to_data"]
+__all__ = ["check_layer_stds", "check_update_to_data", "check_grad_to_data"]
 
 
 def _compare_lists(got, expected, what: str, rtol: float = 1e-6):
@@ -30,7 +32,10 @@ def _compare_lists(got, expected, what: str, rtol: float = 1e-6):
         same = (math.isnan(a) and math.isnan(b)) or a == b or (
             math.isfinite(b) and abs(a - b) <= rtol * abs(b) + 1e-12)
         if not same:
-            return f"{what}[{i}] (layer {i + 1}) is {a:.6g}, expected {b:.6g}"
+            extra = ""
+            if math.isinf(a) and math.isfinite(b):
+                extra = " (the values themselves are finite: look at the precision the std is computed in)"
+            return f"{what}[{i}] (layer {i + 1}) is {a:.6g}, expected {b:.6g}{extra}"
     return None
 
 
@@ -38,14 +43,29 @@ def _hooks_left(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) for m in model.modules())
 
 
+def _overflowing_input(model: nn.Module, x: torch.Tensor, peak: float = 1e37) -> torch.Tensor:
+    """``x`` scaled so that the largest output of the model's last ReLU is ``peak``. The model is a ReLU network
+    without biases (positively homogeneous), so every activation scales with the input: with ``peak = 1e37`` all
+    values stay finite in float32, but the float32 *sum* over a layer's values (and so a float32 ``std()``, which
+    computes the mean from it) overflows in the last layers."""
+    with diagnostics.ActivationRecorder(model, nn.ReLU, to_cpu=False) as rec, torch.no_grad():
+        model(x)
+    return x * (peak / rec.outputs[-1].abs().max().item())
+
+
 def check_layer_stds(student_fn: Callable, verbose: bool = True) -> CheckResult:
     """``student_fn(model, x)`` -> the float64 std of every ReLU/Sigmoid/Tanh output, in call order, against
-    ``normbook.diagnostics.activation_std``; the model must be left without hooks and unchanged."""
-    def case(depth, init, norm, activation, seed):
+    ``normbook.book.diagnostics.activation_std``; the model must be left without hooks and unchanged. The last case
+    scales its input so that a layer's float32 sum overflows while its values are finite (a float32 ``std()``
+    returns inf there)."""
+    def case(depth, init, norm, activation, seed, overflow=False, batch=8):
         def run():
             torch.manual_seed(seed)
-            model = deep_mlp(depth, 32, in_features=20, init=init, norm=norm, activation=activation)
-            x = torch.randn(8, 20)
+            model = deep_mlp(depth, 32, in_features=20, init=init, norm=norm, activation=activation,
+                             bias=False if overflow else None)
+            x = torch.randn(batch, 20)
+            if overflow:
+                x = _overflowing_input(model, x)
             with torch.no_grad():
                 before = model(x)
             got = student_fn(model, x)
@@ -57,19 +77,62 @@ def check_layer_stds(student_fn: Callable, verbose: bool = True) -> CheckResult:
             expected = diagnostics.activation_std(model, x)
             return _compare_lists(got, expected, "stds")
         return run
-    settings = [(5, "kaiming", None, nn.ReLU), (4, "default", batch_norm(), nn.Sigmoid),
-                (3, 0.5, None, nn.Tanh), (30, "normal", None, nn.ReLU)]
-    cases = [(f"{d} layers, init={i}, {'BN, ' if n else ''}{a.__name__}", case(d, i, n, a, k))
-             for k, (d, i, n, a) in enumerate(settings)]
+    settings = [(5, "kaiming", None, nn.ReLU, False), (4, "default", batch_norm(), nn.Sigmoid, False),
+                (3, 0.5, None, nn.Tanh, False), (30, "normal", None, nn.ReLU, False),
+                (6, "normal", None, nn.ReLU, True)]
+    cases = [(f"{d} layers, init={i}, {'BN, ' if n else ''}{a.__name__}"
+              f"{', values near float32 max' if o else ''}", case(d, i, n, a, k, o, 64 if o else 8))
+             for k, (d, i, n, a, o) in enumerate(settings)]
     return run_check("layer_stds", cases, verbose=verbose,
-                     hint="register_forward_hook on each nn.ReLU/nn.Sigmoid/nn.Tanh (not on nn.Linear); in the "
-                          "hook, output.double().std().item(); run the model under torch.no_grad(); "
-                          "call handle.remove() on every handle afterwards")
+                     hint="hook the nonlinearities, not the linear layers; compute each std in double precision "
+                          "(a float32 sum of large values overflows before the values do); run without "
+                          "gradients and remove every hook afterwards")
+
+
+def check_update_to_data(student_fn: Callable, verbose: bool = True) -> CheckResult:
+    """``student_fn(model, step)`` -> for every ``nn.Linear`` of ``model``, input side first, the standard
+    deviation of the change of its weight made by calling ``step()`` once (one optimizer step, gradients already
+    computed), divided by the standard deviation of the weight before the step: Karpathy's update-to-data
+    ratio. Checked on SGD and on Adam, for which the update is not the learning rate times the gradient."""
+    def case(depth, norm, optimizer, lr, seed):
+        def run():
+            torch.manual_seed(seed)
+            model = nn.Sequential(deep_mlp(depth, 32, in_features=20, norm=norm, activation=nn.Sigmoid),
+                                  nn.Linear(32, 5))
+            x, target = torch.randn(16, 20), torch.randint(0, 5, (16,))
+            nn.functional.cross_entropy(model(x), target).backward()
+            twin = copy.deepcopy(model)
+            for p, q in zip(model.parameters(), twin.parameters()):
+                q.grad = p.grad.clone()
+            opt = optimizer(model.parameters(), lr=lr)
+            twin_opt = optimizer(twin.parameters(), lr=lr)
+            linears = [m for m in twin.modules() if isinstance(m, nn.Linear)]
+            before = [m.weight.detach().double().clone() for m in linears]
+            twin_opt.step()
+            expected = [((m.weight.detach().double() - b).std() / b.std()).item() for m, b in zip(linears, before)]
+            calls = []
+
+            def step():
+                calls.append(1)
+                opt.step()
+            got = student_fn(model, step)
+            if len(calls) != 1:
+                return f"step() was called {len(calls)} times; call it exactly once"
+            return _compare_lists(got, expected, "ratios", rtol=1e-3)
+        return run
+    settings = [(3, None, torch.optim.SGD, 0.5), (4, batch_norm(), torch.optim.Adam, 1e-3),
+                (2, None, torch.optim.Adam, 1e-2)]
+    cases = [(f"{d} sigmoid layers{', BN' if n else ''}, {o.__name__}(lr={lr})", case(d, n, o, lr, k))
+             for k, (d, n, o, lr) in enumerate(settings)]
+    return run_check("update_to_data", cases, verbose=verbose,
+                     hint="copy each Linear weight before step(), call step() once, then compare the change "
+                          "with the weight before the step; with Adam the change is not lr * grad, so measure "
+                          "it rather than predicting it")
 
 
 def check_grad_to_data(student_fn: Callable, verbose: bool = True) -> CheckResult:
     """``student_fn(model)`` (after ``backward``) -> ``weight.grad.std() / weight.std()`` of every ``nn.Linear``,
-    input side first, against ``normbook.diagnostics.grad_to_data_ratios``."""
+    input side first, against ``normbook.book.diagnostics.grad_to_data_ratios``."""
     def case(depth, init, norm, seed):
         def run():
             torch.manual_seed(seed)
@@ -85,5 +148,5 @@ def check_grad_to_data(student_fn: Callable, verbose: bool = True) -> CheckResul
     cases = [(f"{d} sigmoid layers, init={i}{', BN' if n else ''}", case(d, i, n, k))
              for k, (d, i, n) in enumerate(settings)]
     return run_check("grad_to_data", cases, verbose=verbose,
-                     hint="for each nn.Linear m in model.modules(): m.weight.grad.std() / m.weight.std(); "
-                          "standard deviations, not norms, and only the linear layers (not BN's gamma)")
+                     hint="standard deviations, not norms, and only the linear layers' weights (not BN's "
+                          "gamma or the biases)")

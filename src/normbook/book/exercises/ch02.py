@@ -1,21 +1,28 @@
 """Checkers for chapter 2's graded exercises (BatchNorm: the mathematics)::
 
-    from normbook.exercises import ch02
+    from normbook.book.exercises import ch02
     ch02.check_batch_norm_forward(batch_norm_forward)     # (x, gamma, beta, eps) -> y
+    ch02.check_backward_stages(bn_backward_stages)        # (dy, x, gamma, eps) -> (d_x_hat, d_var, d_mu, dx)
     ch02.check_batch_norm_backward(batch_norm_backward)   # (dy, x, gamma, eps) -> (dx, dgamma, dbeta)
+
+The forward pass must be written without torch's batch norm, the backward passes without autograd: while the
+student's function runs, those functions raise.
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from . import CheckResult, compare, compare_all, run_check
 
-__all__ = ["check_batch_norm_forward", "check_batch_norm_backward"]
+__all__ = ["check_batch_norm_forward", "check_backward_stages", "check_batch_norm_backward", "STAGES"]
 
 _SHAPES = [(8, 3), (2, 5), (4, 3, 5), (3, 2, 4, 4)]
+_BACKWARD_SHAPES = [(8, 3), (2, 5), (16, 4), (5, 1)]
+_EPS = (1e-5, 1e-5, 1e-3, 0.1)
 
 
 def _inputs(shape, seed, dtype=torch.float64):
@@ -28,39 +35,160 @@ def _inputs(shape, seed, dtype=torch.float64):
     return x, gamma, beta, dy
 
 
+class ForbiddenCall(RuntimeError):
+    """Raised when a student's function calls what its exercise rules out."""
+
+
+@contextlib.contextmanager
+def _forbid(targets, why: str) -> Iterator[None]:
+    """Within the block, every ``(owner, name)`` of ``targets`` raises :class:`ForbiddenCall` (restored after)."""
+    saved = []
+
+    def make(label):
+        def forbidden(*args, **kwargs):
+            raise ForbiddenCall(f"{label} was called: {why}")
+        return forbidden
+    try:
+        for owner, name in targets:
+            saved.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, make(f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"))
+        yield
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)
+
+
+def _autograd_targets():
+    import torch.autograd.functional as AF
+    import torch.func as TF
+    return [(torch.autograd, "grad"), (torch.autograd, "backward"), (torch.Tensor, "backward"),
+            (AF, "vjp"), (AF, "jacobian"), (TF, "grad"), (TF, "vjp"), (TF, "jacrev")]
+
+
+def no_autograd():
+    """A context in which autograd's entry points raise: the exercise asks for a backward pass derived by hand."""
+    return _forbid(_autograd_targets(), "this exercise asks for the gradient without autograd")
+
+
+def no_batch_norm():
+    """A context in which torch's batch norm functions raise: the exercise asks for the forward pass from scratch."""
+    return _forbid([(F, "batch_norm"), (torch, "batch_norm"), (torch, "native_batch_norm")],
+                   "this exercise asks for the forward pass without torch's batch norm")
+
+
 def check_batch_norm_forward(student_fn: Callable, verbose: bool = True) -> CheckResult:
     """``student_fn(x, gamma, beta, eps)`` -> y, training mode, for x of shape (N, C) or (N, C, *), against
-    ``torch.nn.functional.batch_norm``."""
+    ``torch.nn.functional.batch_norm`` (which the student's function may not call)."""
     def case(shape, eps, seed):
         def run():
             x, gamma, beta, _ = _inputs(shape, seed)
-            got = student_fn(x.clone(), gamma.clone(), beta.clone(), eps)
             expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+            with no_batch_norm():
+                got = student_fn(x.clone(), gamma.clone(), beta.clone(), eps)
             return compare(got, expected, "y", rtol=1e-6, atol=1e-8)
         return run
-    cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in
-             enumerate(zip(_SHAPES, (1e-5, 1e-5, 1e-3, 0.1)))]
+    cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in enumerate(zip(_SHAPES, _EPS))]
     return run_check("batch_norm_forward", cases, verbose=verbose,
                      hint="one mean and one *biased* variance per channel (dim 1), over every other dim; "
-                          "x_hat = (x - mean) / sqrt(var + eps); gamma and beta reshaped to (1, C, 1, ...)")
+                          "gamma and beta must broadcast along dim 1 for inputs with more than two dims")
+
+
+#: The four stages of the staged backward exercise: (name, what it is, a hint that points at the term without
+#: giving it). ``check_backward_stages`` checks them in this order.
+STAGES = (
+    ("d_x_hat", "dL/dx_hat",
+     "y = gamma * x_hat + beta is elementwise in x_hat: which factor multiplies dy?"),
+    ("d_var", "dL/dvar (var = sigma^2_B)",
+     "var reaches the loss only through the x_hat of every example: sum over the batch, and differentiate "
+     "(var + eps)^(-1/2) with respect to var"),
+    ("d_mu", "dL/dmu",
+     "mu reaches the loss directly through every x_hat and through var; the second contribution carries a sum "
+     "of the centred values: what does it add up to?"),
+    ("dx", "dL/dx",
+     "x_i has three paths: into x_hat_i, into var and into mu; the local derivatives of var and mu with respect "
+     "to x_i each carry a 1/n"),
+)
+
+
+def _autograd_stages(x, gamma, beta, dy, eps):
+    """The four stage gradients of the staged forward pass, from autograd (retain_grad on each intermediate)."""
+    x = x.clone().requires_grad_()
+    mu = x.mean(0)
+    var = ((x - mu) ** 2).mean(0)
+    x_hat = (x - mu) / torch.sqrt(var + eps)
+    for t in (mu, var, x_hat):
+        t.retain_grad()
+    (gamma * x_hat + beta).backward(dy)
+    return x_hat.grad, var.grad, mu.grad, x.grad
+
+
+def check_backward_stages(student_fn: Callable, verbose: bool = True) -> CheckResult:
+    """``student_fn(dy, x, gamma, eps)`` -> ``(d_x_hat, d_var, d_mu, dx)`` for training-mode BN of an (N, C)
+    input, written without autograd. Each stage is checked against autograd's gradient of that intermediate
+    (``retain_grad``), in order; the report names the first stage that fails and gives that stage's hint, so a
+    student can check stage 1 before writing stage 2 (an unwritten stage, ``...``, is reported as such)."""
+    inputs = [(_inputs(s, 10 + i), e) for i, (s, e) in enumerate(zip(_BACKWARD_SHAPES, _EPS))]
+    results = []
+    for (x, gamma, beta, dy), eps in inputs:
+        expected = _autograd_stages(x, gamma, beta, dy, eps)
+        try:
+            with no_autograd():
+                got = student_fn(dy.clone(), x.clone(), gamma.clone(), eps)
+        except Exception as exc:  # noqa: BLE001 - the student's code may raise anything; report it
+            got = exc
+        results.append((tuple(x.shape), eps, got, expected))
+
+    def case(stage, k):
+        def run():
+            _, _, got, expected = results[k]
+            if isinstance(got, Exception):
+                raise got
+            name = STAGES[stage][0]
+            if not isinstance(got, (tuple, list)) or len(got) != len(STAGES):
+                return f"expected a tuple of {len(STAGES)} tensors ({', '.join(s[0] for s in STAGES)})"
+            value = got[stage]
+            if value is Ellipsis:
+                return f"{name} is not written yet (it is ...)"
+            return compare(value, expected[stage], name, rtol=1e-6, atol=1e-9)
+        return run
+
+    stage_results = []
+    for stage, (name, what, _) in enumerate(STAGES):
+        cases = [(f"x {shape}, eps={eps}", case(stage, k)) for k, (shape, eps, _, _) in enumerate(results)]
+        stage_results.append(run_check(f"stage {stage + 1}: {name} = {what}", cases, verbose=False))
+    failed = [k for k, r in enumerate(stage_results) if not r]
+    first = failed[0] if failed else None
+    failures = [(f"stage {k + 1} ({STAGES[k][0]}), {label}", message)
+                for k in failed for label, message in stage_results[k].failures]
+    result = CheckResult(name="backward_stages", passed=not failed, cases=sum(r.cases for r in stage_results),
+                         failures=failures, hint="" if first is None else STAGES[first][2])
+    if verbose:
+        for k, r in enumerate(stage_results):
+            status = "PASS" if r else "FAIL"
+            print(f"{status}  {r.name}" + ("" if r else f"\n      {r.failures[0][0]}: {r.failures[0][1]}"))
+            if k == first:
+                print(f"      hint: {STAGES[k][2]}")
+                break
+        print(result)
+    return result
 
 
 def check_batch_norm_backward(student_fn: Callable, verbose: bool = True) -> CheckResult:
-    """``student_fn(dy, x, gamma, eps)`` -> (dx, dgamma, dbeta) for training-mode BN of an (N, C) input,
-    against autograd through ``torch.nn.functional.batch_norm``."""
+    """``student_fn(dy, x, gamma, eps)`` -> (dx, dgamma, dbeta) for training-mode BN of an (N, C) input, written
+    without autograd (autograd's entry points raise while it runs), against autograd through
+    ``torch.nn.functional.batch_norm``."""
     def case(shape, eps, seed):
         def run():
             x, gamma, beta, dy = _inputs(shape, seed)
-            got = student_fn(dy.clone(), x.clone(), gamma.clone(), eps)
             xr, gr, br = (t.clone().requires_grad_() for t in (x, gamma, beta))
             y = F.batch_norm(xr, None, None, gr, br, training=True, eps=eps)
             expected = torch.autograd.grad(y, (xr, gr, br), dy)
+            with no_autograd():
+                got = student_fn(dy.clone(), x.clone(), gamma.clone(), eps)
             return compare_all(got, expected, ("dx", "dgamma", "dbeta"), rtol=1e-6, atol=1e-8)
         return run
-    shapes = [(8, 3), (2, 5), (16, 4), (5, 1)]
-    cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in
-             enumerate(zip(shapes, (1e-5, 1e-5, 1e-3, 0.1)))]
+    cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in enumerate(zip(_BACKWARD_SHAPES, _EPS))]
     return run_check("batch_norm_backward", cases, verbose=verbose,
-                     hint="dbeta = sum(dy), dgamma = sum(dy * x_hat) over the batch; "
-                          "dx = gamma * r / n * (n * dy - dbeta - x_hat * dgamma) with r = 1/sqrt(var + eps): "
-                          "the three terms are the three paths from x to the loss")
+                     hint="dbeta and dgamma are sums over the batch; dx has one term per path from x to the "
+                          "loss (directly, through the mean, through the variance): check that all three are "
+                          "there and share the factor gamma / sqrt(var + eps)")
