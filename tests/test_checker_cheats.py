@@ -20,7 +20,8 @@ from normbook.book.exercises import AUTOGRAD, TORCH_NORM, ch02, ch03, ch04, ch05
 
 XFAIL = pytest.mark.xfail(strict=True, reason="the checker accepts the cheat (issue 28); follow-up: guard it")
 #: cheats their checker already rejects
-FIXED = {"ch02-forward-F.batch_norm", "ch02-backward-autograd"}
+FIXED = {"ch02-forward-F.batch_norm", "ch02-backward-autograd", "ch10-rms-norm-backward-autograd",
+         "ch10-group-norm-backward-autograd"}
 
 
 # --------------------------------------------------------------------------- the cheats
@@ -85,10 +86,16 @@ def sync_input_grad_by_hand(dy, x_hat, weight, invstd, sum_dy, sum_dy_xhat, n):
                                                - x_hat * sum_dy_xhat.reshape(shape) / n)
 
 
-def layer_norm_backward_by_autograd(x, dy, weight, eps):
+def rms_norm_backward_by_autograd(x, dy, weight, eps):
+    x, weight = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    y = F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return torch.autograd.grad(y, (x, weight), dy)
+
+
+def group_norm_backward_by_autograd(x, dy, weight, num_groups, eps):
     x, weight = x.clone().requires_grad_(), weight.clone().requires_grad_()
     bias = torch.zeros_like(weight, requires_grad=True)
-    y = F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    y = F.group_norm(x, num_groups, weight, bias, eps)
     return torch.autograd.grad(y, (x, weight, bias), dy)
 
 
@@ -104,8 +111,8 @@ CHEATS = [  # (id, checker, cheat, what the guard forbids or None)
     ("ch05-group-norm-F.group_norm", ch05.check_group_norm, group_norm_by_torch, NORM),
     ("ch05-rms-norm-F.rms_norm", ch05.check_rms_norm, rms_norm_by_torch, NORM),
     ("ch07-frozen-F.batch_norm", ch07.check_frozen_bn_forward, frozen_bn_by_torch, NORM),
-    ("ch10-layer-norm-backward-autograd", ch10.check_layer_norm_backward_rows, layer_norm_backward_by_autograd,
-     GRAD),
+    ("ch10-rms-norm-backward-autograd", ch10.check_rms_norm_backward_rows, rms_norm_backward_by_autograd, GRAD),
+    ("ch10-group-norm-backward-autograd", ch10.check_group_norm_backward, group_norm_backward_by_autograd, GRAD),
 ]
 
 

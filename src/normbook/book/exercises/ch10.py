@@ -1,10 +1,10 @@
 """Checkers for chapter 10's graded exercises (from textbook code to a fast kernel)::
 
-    from normbook.exercises import ch10
+    from normbook.book.exercises import ch10
     ch10.check_streaming_bytes(streaming_bytes)
     ch10.check_merge_moments(merge_moments)
-    ch10.check_layer_norm_backward_rows(layer_norm_backward_rows)
-    ch10.check_add_layer_norm_backward(add_layer_norm_backward)
+    ch10.check_rms_norm_backward_rows(rms_norm_backward_rows)     # without autograd
+    ch10.check_group_norm_backward(group_norm_backward)           # without autograd
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Callable
 
 import torch
 
-from . import CheckResult, compare_all, generator, moments, run_check
+from . import AUTOGRAD, CheckResult, compare_all, generator, guard, moments, run_check
 
-__all__ = ["check_streaming_bytes", "check_merge_moments", "check_layer_norm_backward_rows",
-           "check_add_layer_norm_backward"]
+__all__ = ["check_streaming_bytes", "check_merge_moments", "check_rms_norm_backward_rows",
+           "check_group_norm_backward"]
 
 
 def check_streaming_bytes(student_fn: Callable, verbose: bool = True) -> CheckResult:
@@ -65,49 +65,59 @@ def check_merge_moments(student_fn: Callable, verbose: bool = True) -> CheckResu
                           "for the spread between the two means, which grows with both counts")
 
 
-def check_layer_norm_backward_rows(student_fn: Callable, verbose: bool = True) -> CheckResult:
-    """``student_fn(x, dy, weight, eps)`` for x, dy of shape (M, D) -> (dx, dweight, dbias) of LayerNorm over
-    the rows, against autograd through ``torch.nn.functional.layer_norm``."""
+def check_rms_norm_backward_rows(student_fn: Callable, verbose: bool = True) -> CheckResult:
+    """``student_fn(x, dy, weight, eps)`` for x, dy of shape (M, D) -> (dx, dweight) of RMSNorm over the rows,
+    computed by hand: autograd is not available inside the student's function. Against autograd through
+    ``torch.nn.functional.rms_norm``."""
+    student = guard(student_fn, *AUTOGRAD, why="by hand, without autograd")
+
     def case(m, d, seed):
         def run():
             g = generator(seed)
             x = (torch.randn(m, d, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_()
             w = (torch.rand(d, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
-            b = torch.randn(d, generator=g, dtype=torch.float64).requires_grad_()
             dy = torch.randn(m, d, generator=g, dtype=torch.float64)
-            y = torch.nn.functional.layer_norm(x, (d,), w, b, 1e-5)
-            expected = torch.autograd.grad(y, (x, w, b), dy)
-            got = student_fn(x.detach().clone(), dy.clone(), w.detach().clone(), 1e-5)
-            return compare_all(got, expected, ("dx", "dweight", "dbias"), rtol=1e-7, atol=1e-9)
+            y = torch.nn.functional.rms_norm(x, (d,), w, 1e-6)
+            expected = torch.autograd.grad(y, (x, w), dy)
+            got = student(x.detach().clone(), dy.clone(), w.detach().clone(), 1e-6)
+            return compare_all(got, expected, ("dx", "dweight"), rtol=1e-7, atol=1e-9)
         return run
     cases = [(f"x ({m}, {d})", case(m, d, i)) for i, (m, d) in enumerate([(4, 8), (3, 37), (16, 5), (1, 64)])]
-    return run_check("layer_norm_backward_rows", cases, verbose=verbose,
-                     hint="dx needs two sums within each row (of the weighted gradient, and of its product with "
-                          "the normalized input), both subtracted before scaling by rstd; dweight and dbias are sums "
-                          "over the rows, not within them")
+    return run_check("rms_norm_backward_rows", cases, verbose=verbose,
+                     hint="there is no mean to subtract, so one sum within each row is needed (of the weighted "
+                          "gradient times the normalized input), scaled by the row's own 1/RMS; dweight is a "
+                          "sum over the rows, not within them")
 
 
-def check_add_layer_norm_backward(student_fn: Callable, verbose: bool = True) -> CheckResult:
-    """``student_fn(h, dy, dh, weight, eps)`` -> (dx, dr, dweight, dbias): the gradients of the fused residual
-    add + LayerNorm, ``y = layer_norm(x + r)`` and the sum ``h = x + r`` both returned, given the saved sum h, the
-    gradient dy of y and the gradient dh of h; against autograd through the unfused composition."""
-    def case(shape, seed):
+check_rms_norm_backward_rows.forbids = ("autograd",)
+
+
+def check_group_norm_backward(student_fn: Callable, verbose: bool = True) -> CheckResult:
+    """``student_fn(x, dy, weight, num_groups, eps)`` for x, dy of shape (N, C, *S) -> (dx, dweight, dbias) of
+    GroupNorm, computed by hand (autograd is not available inside the student's function); against autograd
+    through ``torch.nn.functional.group_norm``."""
+    student = guard(student_fn, *AUTOGRAD, why="by hand, without autograd")
+
+    def case(shape, groups, seed):
         def run():
             g = generator(seed)
-            x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_()
-            r = torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_()
-            w = (torch.rand(shape[-1], generator=g, dtype=torch.float64) + 0.5).requires_grad_()
-            b = torch.randn(shape[-1], generator=g, dtype=torch.float64).requires_grad_()
+            c = shape[1]
+            x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 3).requires_grad_()
+            w = (torch.rand(c, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+            b = torch.randn(c, generator=g, dtype=torch.float64).requires_grad_()
             dy = torch.randn(shape, generator=g, dtype=torch.float64)
-            dh = torch.randn(shape, generator=g, dtype=torch.float64)
-            h = x + r
-            y = torch.nn.functional.layer_norm(h, shape[-1:], w, b, 1e-5)
-            expected = torch.autograd.grad([y, h], (x, r, w, b), [dy, dh])
-            got = student_fn(h.detach().clone(), dy.clone(), dh.clone(), w.detach().clone(), 1e-5)
-            return compare_all(got, expected, ("dx", "dr", "dweight", "dbias"), rtol=1e-7, atol=1e-9)
+            y = torch.nn.functional.group_norm(x, groups, w, b, 1e-5)
+            expected = torch.autograd.grad(y, (x, w, b), dy)
+            got = student(x.detach().clone(), dy.clone(), w.detach().clone(), groups, 1e-5)
+            return compare_all(got, expected, ("dx", "dweight", "dbias"), rtol=1e-7, atol=1e-9)
         return run
-    cases = [(f"x {s}", case(s, i)) for i, s in enumerate([(4, 8), (3, 37), (2, 5, 16), (1, 64)])]
-    return run_check("add_layer_norm_backward", cases, verbose=verbose,
-                     hint="the two summands receive the same gradient, that of their sum; the sum is reached by two "
-                          "paths, through the norm and along the stream; the parameter gradients are sums over all "
-                          "leading dimensions")
+    specs = [((2, 6, 5), 3), ((3, 4, 2, 3), 2), ((2, 8, 4, 4), 8), ((1, 6, 7), 1)]
+    cases = [(f"x {s}, {g} groups", case(s, g, i)) for i, (s, g) in enumerate(specs)]
+    return run_check("group_norm_backward", cases, verbose=verbose,
+                     hint="view the input as one row per (example, group); the row sums of the closed form run "
+                          "over all channels of the group and all positions, but the weight differs from channel "
+                          "to channel inside a row; dweight and dbias are per channel, summed over examples and "
+                          "positions")
+
+
+check_group_norm_backward.forbids = ("autograd",)
