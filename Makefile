@@ -1,9 +1,12 @@
 # normbook: two targets do everything.
 #   make book   set up .venv and the data, then build the HTML book (every chapter executed in full) into _build/html;
 #               executions are cached, so a second build re-executes only the chapters whose code changed
-#   make test   the same set-up, then ruff (pyflakes + bugbear), unit tests, nbval over every chapter (FAST mode),
-#               chapter 6's claims against a fresh FAST execution, a strict fast book build, the browser test of that
-#               site, and the Colab/student editions executed in FAST mode
+#   make test   the same set-up, then ruff, unit tests, nbval over every chapter (FAST mode, as the Colab edition: myst_nb
+#               hidden), a strict FAST book build, chapter 6's claims and the browser test (axe included) against that
+#               build, and the editions test against nbval's executions. Each chapter executes twice: once under
+#               nbval, once in the book build (`grep -E 'normbook-execution:|Executing notebook' log` counts them).
+#               Then the course kit (student/instructor editions, the autograder on fixture submissions).
+#               `make -j3 test` runs independent parts side by side (.ci/run does).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -13,23 +16,36 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 JB     := $(VENV)/bin/jupyter-book
 # Re-install only when what is installed changes: the stamp's name carries a hash of the requirement files.
-REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+REQ_HASH := $(shell cat requirements.txt requirements-d2l.txt pyproject.toml | sha256sum | cut -c1-16)
 STAMP    := $(VENV)/.installed-$(REQ_HASH)
-D2L      := d2l==1.0.3
+# TORCH_INDEX_URL: where torch and torchvision come from when set (CI without a GPU uses PyTorch's CPU wheels,
+# https://download.pytorch.org/whl/cpu); unset, pip's own configuration decides (a local build stays as it is).
+TORCH_INDEX_URL ?=
+# axe-core, the accessibility engine the browser test injects into every page (npm, into the git-ignored .node/).
+AXE_VERSION := 4.14.1
+AXE_STAMP   := .node/.axe-core-$(AXE_VERSION)
+# nbval's mode: fast in `make test`, full in `make gpu-check`.
+NBVAL_MODE ?= fast
+JB_BUILD    := $(JB) build . --all -W -n --keep-going
+FAST_SITE   := _build/fast/_build/html
+SITE_TEST   := $(PY) -m pytest tests/test_site_browser.py -q -p no:cacheprovider
 
-.PHONY: help setup data book book-force test lint unit nbval claims-fast book-fast browser editions colab student pdf \
-        lab clean clean-all binder-check
+.PHONY: help setup data book book-force book-check test lint unit nbval claims-fast book-fast browser editions axe \
+        gpu-check require-cuda colab student pdf lab clean clean-all binder-check
 
 help:
 	@echo "make book   build the book (full mode) into _build/html/index.html"
-	@echo "make test   unit tests + nbval over every chapter (NORMBOOK_FAST=1) + strict fast book build"
+	@echo "make test   unit tests + nbval over every chapter (NORMBOOK_FAST=1) + strict fast book build and its checks"
 	@echo "make book-force   re-execute every chapter (drops the execution cache), then build the book"
+	@echo "make book-check   the full book, then the browser test (links, stderr blocks, axe, ...) on it"
+	@echo "make gpu-check    on a GPU: unit tests (CUDA ones included), nbval in full mode, the full book checked"
 	@echo "make colab   the Colab/Jupyter edition (no MyST markup) into _build/colab/chapters/"
 	@echo "make student the course edition for students (no solutions, answer cells, a PDF) into _build/student/"
 	@echo "make instructor  solutions, rubrics, a guide per chapter and the autograders into _build/instructor/"
 	@echo "make grade SUBMISSIONS=dir/  grade submitted student notebooks into _build/grades/grades.csv"
 	@echo "make pdf     the whole book as one PDF, _build/pdf/normbook.pdf (needs chromium)"
 	@echo "make lab     JupyterLab on chapters/ with the project's kernel"
+	@echo "make book-zh the bilingual site (English + 中文) into _build/site/; make i18n-update, po-check, pdf-zh, colab-zh"
 	@echo "make data   find or fetch Fashion-MNIST into data/;  make clean   remove build outputs"
 
 # NORMBOOK_NO_SETUP=1 skips the install step (a second checkout that shares another checkout's .venv, with its
@@ -40,13 +56,13 @@ else
 setup: $(STAMP)
 endif
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-d2l.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH_INDEX_URL),$(PY) -m pip install torch torchvision --index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install -r requirements.txt
-	@# d2l 1.0.3 pins numpy==1.23.5, which has no wheel for Python >= 3.12: install it without its pins
-	@# (requirements.txt lists what d2l.torch imports).
-	$(PY) -m pip install --no-deps $(D2L)
+	@# d2l without its pins (requirements-d2l.txt says why; requirements.txt lists what d2l.torch imports).
+	$(PY) -m pip install --no-deps -r requirements-d2l.txt
 	$(PY) -m pip install --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
@@ -58,7 +74,7 @@ data: setup
 # _build/.jupyter_cache/full-<package hash> (the fast build's in _build/fast/_build/.jupyter_cache/fast-<hash>;
 # tools/site_ext.py): a chapter re-executes when its code cells or the normbook package change.
 book: data
-	env -u NORMBOOK_FAST $(JB) build . --all -W -n --keep-going
+	env -u NORMBOOK_FAST $(JB_BUILD)
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
 book-force: data
@@ -69,31 +85,103 @@ book-force: data
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks tools
 
+# The full book as the reader gets it: the browser test (links, no stderr block, console, math, images, phone
+# width, dropdowns, axe) on _build/html. The publishing workflows run it before they deploy.
+book-check: book axe
+	NORMBOOK_SITE=_build/html $(SITE_TEST)
+
 unit: data
 	$(PY) -m pytest tests/ -q -p no:cacheprovider \
-	  --ignore=tests/test_site_browser.py --ignore=tests/test_editions.py
+	  --ignore=tests/test_site_browser.py --ignore=tests/test_editions.py $(UNIT_FLAGS)
 
+# nbval over every chapter's Colab edition (the same code cells) in a kernel without myst_nb, in NBVAL_MODE
+# (tools/nbval_run.py); the executed editions are kept in _build/nbval/<mode>/executed/ for the editions test.
 nbval: data
-	NORMBOOK_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env chapters/[0-9][0-9]_*.ipynb -q -p no:cacheprovider
+	$(PY) tools/nbval_run.py --mode $(NBVAL_MODE)
 
-# Chapter 6's fixed sentences against the verdicts of a fresh FAST execution (the unit tests check them against the
-# committed, full-mode execution): FAST mode may show less than the full run, never the opposite of the prose.
-claims-fast: data
-	NORMBOOK_CLAIMS_EXECUTE=1 $(PY) -m pytest tests/test_ch06_claims.py -q -p no:cacheprovider
-
+# The strict FAST book build: the one other execution of every chapter in `make test`.
 book-fast: data
-	NORMBOOK_FAST=1 $(JB) build . --all -W -n --keep-going --path-output _build/fast
+	NORMBOOK_FAST=1 $(JB_BUILD) --path-output _build/fast
 
-# The built FAST site in headless Chromium (tests/test_site_browser.py; skips locally without chromium, fails in CI).
-browser: book-fast
-	NORMBOOK_SITE=_build/fast/_build/html $(PY) -m pytest tests/test_site_browser.py -q -p no:cacheprovider
+# Chapter 6's fixed sentences against the verdicts of the FAST build's execution (the unit tests check them against
+# the committed, full-mode execution): FAST mode may show less than the full run, never the opposite of the prose.
+claims-fast: book-fast
+	NORMBOOK_CLAIMS_EXECUTED=$$(ls _build/fast/_build/jupyter_execute/chapters/06_*.ipynb) \
+	  $(PY) -m pytest tests/test_ch06_claims.py -q -p no:cacheprovider
 
-# The Colab/Jupyter and student editions, generated from the chapters and executed once each in FAST mode.
-editions: data
+# The built FAST site in headless Chromium with axe-core (tests/test_site_browser.py; skips locally without
+# chromium or axe-core, fails in CI).
+browser: book-fast axe
+	NORMBOOK_SITE=$(FAST_SITE) $(SITE_TEST)
+
+axe: $(AXE_STAMP)
+$(AXE_STAMP):
+	@if command -v npm >/dev/null; then \
+	  echo "npm install axe-core@$(AXE_VERSION) into .node/"; \
+	  npm install --prefix .node --no-save --no-audit --no-fund --loglevel=error axe-core@$(AXE_VERSION) && touch $@; \
+	else echo "npm not found: the browser test's axe check skips (in CI it fails)"; fi
+
+# The Colab/Jupyter and student editions: generated from the chapters; the Colab edition's execution is nbval's.
+editions: nbval
 	$(PY) -m pytest tests/test_editions.py -q -p no:cacheprovider
 
-test: lint unit nbval claims-fast book-fast browser editions
+test: lint nbval book-fast unit claims-fast browser editions
 test: coursekit
+
+# What a GPU run checks (.github/workflows/gpu-book.yml): every unit test (the CUDA ones run instead of skipping;
+# -rs lists what still skipped), nbval over every chapter in full mode, and the full book, every chapter executed
+# on the GPU (book-force: no CPU execution from the cache), with its browser test. `make test` runs the same
+# targets in FAST mode on the CPU (unit, nbval, the book build, the browser test), and tests/test_ci.py checks that
+# this target still expands to them, so that no part of it rots unseen.
+gpu-check: require-cuda
+	$(MAKE) unit UNIT_FLAGS=-rs
+	$(MAKE) nbval NBVAL_MODE=full
+	$(MAKE) book-force
+	$(MAKE) book-check
+
+require-cuda: setup
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: make gpu-check runs on a GPU')"
+	@$(PY) -c "import torch; print('GPU:', torch.cuda.get_device_name(0), '| torch', torch.__version__, '| CUDA', torch.version.cuda)"
+
+# The Chinese edition (tools/i18n.py; one catalog per page in locales/zh_CN/LC_MESSAGES; README: "Translations").
+#   i18n-update    extract the English messages (nothing executed) and merge them into the catalogs (msgmerge)
+#   i18n-current   fail if i18n-update changes locales/ (the catalogs are current; the lead adds it to `test`)
+#   po-check       every translation keeps its message's roles, math and code spans; msgfmt -c; progress per page
+#   book-zh        the bilingual site from the executions of `make book`: English with language links at
+#                  _build/site/, Chinese at _build/site/zh/, a root page that sends readers to their language
+#   book-zh-fast   the same from the executions of `make book-fast`, into _build/fast/site/
+#   browser-zh     the browser test on the Chinese fast site, and its language links
+#   colab-zh       the Chinese Colab/Jupyter edition into _build/colab/zh/chapters/ (published with the English one
+#                  on the Colab branch, where the Chinese pages' Colab button opens it)
+#   pdf-zh         the Chinese edition as one PDF, _build/pdf-zh/normbook-zh.pdf (a CJK font: fonts-wqy-microhei)
+.PHONY: i18n-update i18n-current po-check book-zh book-zh-fast browser-zh colab-zh pdf-zh
+i18n-update: setup
+	$(PY) tools/i18n.py update
+
+i18n-current: i18n-update
+	@test -z "$$(git status --porcelain -- locales)" || { git status --short -- locales; \
+	  echo "locales/ is not current: run make i18n-update and commit the catalogs"; exit 1; }
+
+po-check: setup
+	$(PY) tools/po_check.py
+
+book-zh: data
+	$(PY) tools/i18n.py site
+
+book-zh-fast: data
+	$(PY) tools/i18n.py site --fast
+
+browser-zh: book-zh-fast
+	NORMBOOK_SITE=_build/fast/site/zh $(PY) -m pytest tests/test_site_browser.py tests/test_site_browser_zh.py \
+	  -q -p no:cacheprovider
+
+colab-zh: data
+	$(PY) tools/colab_edition.py --lang zh_CN --out _build/colab/zh chapters/[0-9][0-9]_*.ipynb
+
+pdf-zh: data
+	$(PY) tools/make_pdf.py --lang zh_CN $(PDF_FLAGS)
+
+test: po-check browser-zh
 
 # The Colab/Jupyter edition: MyST markup rewritten as plain Markdown, glued values filled in from the executed
 # chapters (tools/colab_edition.py).
@@ -146,7 +234,7 @@ clean:
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
 
 clean-all: clean
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data .node
 
 # Binder builds from binder/ (the same requirements.txt, then d2l and normbook): install it into a fresh venv.
 binder-check:

@@ -61,6 +61,23 @@ def test_recompute_batchnorm_stats(layers):
     assert int(bn1.num_batches_tracked) == 2 and model.training
 
 
+@pytest.mark.parametrize("layers", [nn, nbnn])
+def test_recompute_with_dropout_off(layers):
+    """batchnorm_only=True: dropout before a BN layer stays off while the statistics are collected, so they are
+    those of the evaluation-mode network; by default (the whole model in train mode) dropout inflates them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 6), layers.BatchNorm1d(6)).eval()
+    data = [torch.randn(4096, 4) + 1 for _ in range(3)]
+    with torch.no_grad():
+        clean = torch.cat([model[1](X) for X in data])
+    recompute_batchnorm_stats(model, data, batchnorm_only=True)
+    torch.testing.assert_close(model[2].running_mean, clean.mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model[2].running_var, clean.var(0), rtol=2e-3, atol=1e-5)
+    assert not any(m.training for m in model.modules())
+    recompute_batchnorm_stats(model, data)                 # dropout on: a larger variance
+    assert bool((model[2].running_var > 1.3 * clean.var(0)).all())
+
+
 def test_recompute_skips_untracked_and_plain_tensors():
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, track_running_stats=False))
     assert recompute_batchnorm_stats(model, [torch.randn(8, 4)]) is model

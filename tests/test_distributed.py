@@ -23,6 +23,7 @@ CASES = {
     "all_empty": {"sizes": [0, 0, 0], "channels": 3},
     "one_value": {"sizes": [1, 0, 0], "channels": 3},
     "mismatched_channels": {"sizes": [2, 2, 2], "channels": [3, 4, 3]},
+    "group_of_one_f64": {"sizes": [3, 4, 2], "channels": 2, "spatial": [2], "group_size": 1},
 }
 TOL = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=1e-5, atol=1e-5)}
 
@@ -56,7 +57,8 @@ def reference(case):
     return ref
 
 
-EXACT = [k for k, c in CASES.items() if k not in ("all_empty", "one_value", "mismatched_channels")]
+EXACT = [k for k, c in CASES.items()
+         if k not in ("all_empty", "one_value", "mismatched_channels") and "group_size" not in c]
 
 
 @pytest.mark.parametrize("name", EXACT)
@@ -143,9 +145,51 @@ def test_launch_reports_worker_errors():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.nn.SyncBatchNorm is GPU-only)")
-def test_matches_torch_syncbn_on_cuda():
-    world = min(torch.cuda.device_count(), 2)
-    out = D.launch(_distributed_workers.torch_cuda_worker, world, [3, 5][:world] if world == 2 else [8], 4, backend="nccl",
-                   timeout=240)
-    for diffs in out:
-        assert all(v < 1e-4 for v in diffs.values()), diffs
+def test_matches_torch_syncbn_on_cuda_two_processes():
+    """Two processes, so that torch's SyncBatchNorm takes its synchronizing path (at world size 1 it falls back to
+    plain BN): NCCL with one GPU each when there are two, else both on one GPU over gloo (which carries CUDA
+    tensors; NCCL refuses two ranks on one device). Uneven shards; outputs, gradients and buffers agree, and both
+    modules issue two collectives per training step."""
+    backend = "nccl" if torch.cuda.device_count() >= 2 else "gloo"
+    out = D.launch(_distributed_workers.torch_cuda_worker, 2, [3, 5], 4, backend=backend, timeout=300)
+    for rank in out:
+        assert all(v < 1e-4 for v in rank["diffs"].values()), rank["diffs"]
+        assert rank["torch_calls"] == 2 and rank["normbook_calls"] == 2, rank
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_two_collectives_per_step_and_one_channel_check(results, name):
+    """The statistics gather (2C + 1 float64 numbers: count, means, M2) and the gradient all-reduce (2C numbers of
+    the statistics' dtype) are the only collectives of a training step; the channel check comes once, in the
+    first step."""
+    case, per_rank = CASES[name], results[name]
+    c = case["channels"]
+    itemsize = 4 if case.get("dtype") == "float32" else 8
+    for r in per_rank:
+        assert r["calls"] == [2] * case.get("steps", 2)
+        assert r["checks"] == [1] + [0] * (case.get("steps", 2) - 1)
+        assert r["bytes"] == [8 * (2 * c + 1) + itemsize * 2 * c] * case.get("steps", 2)
+
+
+def test_process_group_of_one_is_per_process_bn(results):
+    """SyncBatchNorm over a process group of one process (ch08.sync_group with groups of 1) normalizes each shard
+    with that shard's own statistics: BN on the shard."""
+    case = CASES["group_of_one_f64"]
+    x, dy, w, b = W.make_batch(case["sizes"], case["channels"], tuple(case["spatial"]), torch.float64)
+    for rank, r in enumerate(results["group_of_one_f64"]):
+        assert "error" not in r, r
+        bn = torch.nn.BatchNorm1d(case["channels"], dtype=torch.float64)
+        with torch.no_grad():
+            bn.weight.copy_(w)
+            bn.bias.copy_(b)
+        xs = W.shard(x, case["sizes"], rank).clone().requires_grad_(True)
+        y = bn(xs)
+        y.backward(W.shard(dy, case["sizes"], rank))
+        np.testing.assert_allclose(r["ys"][0], y.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(r["dxs"][0], xs.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_launch_reports_a_process_that_died_without_reporting():
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        D.launch(_distributed_workers.exit_worker, 2, timeout=60)
+

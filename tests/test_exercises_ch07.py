@@ -66,3 +66,13 @@ def test_weight_standardization_checker(capsys):
     assert "PASS" in capsys.readouterr().out
     assert not ch07.check_weight_standardization(ws_unbiased)
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_hints_guide_without_the_formula():
+    """A failing check's hint says where to look, not the reference formula (no assignments, no sqrt(...))."""
+    results = [ch07.check_frozen_bn_forward(frozen_wrong, verbose=False),
+               ch07.check_batch_renorm_forward(renorm_no_detach, verbose=False),
+               ch07.check_weight_standardization(ws_unbiased, verbose=False)]
+    for result in results:
+        assert not result and result.hint
+        assert "=" not in result.hint and "sqrt(" not in result.hint, result.hint

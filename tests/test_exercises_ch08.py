@@ -43,3 +43,11 @@ def test_merge_moments():
 def test_sync_input_grad():
     assert ch08.check_sync_input_grad(grad_right, verbose=False)
     assert not ch08.check_sync_input_grad(grad_local, verbose=False)
+
+
+def test_hints_guide_without_the_formula():
+    """A failing check's hint says where to look, not the reference formula (no assignments, no products)."""
+    for result in (ch08.check_merge_moments(merge_wrong, verbose=False),
+                   ch08.check_sync_input_grad(grad_local, verbose=False)):
+        assert not result and result.hint
+        assert "=" not in result.hint and "*" not in result.hint, result.hint

@@ -67,3 +67,20 @@ def test_weight_standardization_cell(ns):
         conv.weight.copy_(w)
     x = torch.randn(2, 3, 6, 6)
     torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, page), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_variance_shift_cell(ns, p):
+    # the predicted shift against simulated dropout: correlated, non-negative inputs with a mean (as after a
+    # ReLU), a linear layer, many samples; the ratio of the two variances must match the formula
+    g = torch.Generator().manual_seed(4)
+    n, d, k = 200_000, 16, 5
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / d ** 0.5
+    h = torch.relu(torch.randn(n, d, generator=g, dtype=torch.float64) @ mix + 0.3)
+    w = torch.randn(k, d, generator=g, dtype=torch.float64)
+    mask = (torch.rand(n, d, generator=g, dtype=torch.float64) >= p).double() / (1 - p)
+    z_eval, z_train = h @ w.T, (h * mask) @ w.T
+    measured = z_eval.var(0) / z_train.var(0)
+    predicted = ns["dropout_variance_shift"](z_eval.var(0), w, (h ** 2).mean(0), p)
+    torch.testing.assert_close(predicted, measured, rtol=0.02, atol=0)
+    assert float(measured.max()) < 0.99  # a real shift, not a ratio of 1 matched trivially

@@ -17,11 +17,17 @@ writes ``<out>/chapters/NN_*.ipynb``. In each notebook:
 
 The book's site address is ``html.baseurl`` in ``_config.yml`` or, without it, the GitHub Pages address of the
 repository URL there.
+
+``--lang zh_CN`` writes the Chinese edition (``<out>/chapters``; ``make colab-zh`` puts it in ``_build/colab/zh``):
+each Markdown cell is first translated with the page's catalog (``locales/zh_CN/LC_MESSAGES/chapters/*.po``;
+tools/i18n.py), then converted as above, with this script's own words ("Figure N", ...) and the set-up cell's
+comments in Chinese, and links to the Chinese site (``<site>/zh/``).
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import sys
@@ -31,6 +37,7 @@ import nbformat
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import i18n  # noqa: E402
 import setup_cell  # noqa: E402
 import site_ext  # noqa: E402
 
@@ -41,6 +48,23 @@ ROLE = re.compile(r"\{(?P<role>[a-zA-Z][\w:-]*)\}`(?P<text>[^`]*)`")
 TARGET = re.compile(r"^\((?P<label>[^)\s]+)\)=\s*$", re.M)
 MATH_LABEL = re.compile(r"(\$\$)[ \t]*\((?P<label>[^)\s]+)\)[ \t]*$", re.M)
 SOLUTION = re.compile(r"^\s*solution\b", re.I)
+
+# The words this script writes itself, per language (tools/i18n.py's editions).
+TEXT = {
+    "en": {"figure": "Figure {n}", "figure_label": "**Figure {n}.**",
+           "drawn": "*The figure is drawn by the code cell {where}, which displays it when it runs.*",
+           "above": "above", "below": "below", "where": "{side} (`glue(\"{key}\", ...)`)",
+           "that_glues": "that glues `{key}`",
+           "glue_missing": "(the value `{key}` printed by the code)", "equation": "the equation"},
+    "zh_CN": {"figure": "图 {n}", "figure_label": "**图 {n}.**",
+              "drawn": "*此图由{where}绘制，运行该单元时显示。*",
+              "above": "上方", "below": "下方", "where": "{side}的代码单元（`glue(\"{key}\", ...)`）",
+              "that_glues": "粘贴 `{key}` 的代码单元",
+              "glue_missing": "（代码输出的值 `{key}`）", "equation": "该公式",
+              "admonitions": {"note": "注意", "tip": "提示", "hint": "提示", "important": "重要",
+                              "warning": "警告", "caution": "小心", "attention": "注意", "danger": "危险",
+                              "error": "错误", "seealso": "参见"}},
+}
 
 
 # --------------------------------------------------------------------------- the book's configuration
@@ -88,8 +112,9 @@ def _headings(text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group(2).strip()) for m in re.finditer(r"^(#{1,6})\s+(.+)$", text, re.M)]
 
 
-def label_index(root: Path = ROOT) -> dict:
+def label_index(root: Path = ROOT, words: dict | None = None) -> dict:
     """label -> (page path without suffix, kind, text): figures (with their number in the page), targets, pages."""
+    words = words or TEXT["en"]
     index = {}
     sources = sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb")) + sorted(root.glob("*.md"))
     for path in sources:
@@ -106,12 +131,12 @@ def label_index(root: Path = ROOT) -> dict:
             figure += 1
             name = re.search(r"^:name:\s*(\S+)", m.group(2), re.M)
             if name:
-                index[name.group(1)] = (page, "figure", f"Figure {figure}")
+                index[name.group(1)] = (page, "figure", words["figure"].format(n=figure))
         for m in TARGET.finditer(text):
             after = [h for h in heads if h[0] > m.start()]
             index[m.group("label")] = (page, "target", after[0][1] if after else m.group("label"))
         for m in MATH_LABEL.finditer(text):
-            index[m.group("label")] = (page, "equation", "the equation")
+            index[m.group("label")] = (page, "equation", words["equation"])
     return index
 
 
@@ -153,10 +178,13 @@ def format_glue(data: dict, spec: str) -> str:
 # --------------------------------------------------------------------------- the conversion
 
 class Converter:
-    def __init__(self, nb, path: Path, root: Path = ROOT, labels=None, bib=None):
+    def __init__(self, nb, path: Path, root: Path = ROOT, labels=None, bib=None, lang: str = "en"):
         self.nb, self.path, self.root = nb, path, root
-        self.site = site_url(root)
-        self.labels = labels if labels is not None else label_index(root)
+        self.lang, self.text = lang, TEXT[lang]
+        self.site = site_url(root) + ("" if lang == "en" else i18n.EDITIONS[lang]["dir"] + "/")
+        self.catalog = {} if lang == "en" else i18n.page_catalog(
+            path.relative_to(path.parents[1]).with_suffix("").as_posix(), lang)
+        self.labels = labels if labels is not None else label_index(root, self.text)
         self.bib = bib if bib is not None else bibliography(root)
         self.glue = glue_values(nb)
         self.figure = 0
@@ -216,7 +244,7 @@ class Converter:
             key, _, spec = text.partition(":")
             if key not in self.glue:
                 self.missing.append(f"glued value {key}")
-                return f"(the value `{key}` printed by the code)"
+                return self.text["glue_missing"].format(key=key)
             return format_glue(self.glue[key], spec)
         if role == "math":
             return f"${text}$"
@@ -235,18 +263,18 @@ class Converter:
             where = self.figure_cell(arg.strip(), cell_index)
             caption = inner.strip()
             anchor = f'<a id="{options["name"]}"></a>' if "name" in options else ""
-            return (f"{anchor}**Figure {self.figure}.** {caption}\n\n"
-                    f"*The figure is drawn by the code cell {where}, which displays it when it runs.*")
+            return (f"{anchor}{self.text['figure_label'].format(n=self.figure)} {caption}\n\n"
+                    + self.text["drawn"].format(where=where))
         if name == "figure":
             self.figure += 1
             url = arg.strip() if "://" in arg else self.site + arg.strip().lstrip("/")
             alt = options.get("alt", "")
-            return f"![{alt}]({url})\n\n**Figure {self.figure}.** {inner.strip()}"
+            return f"![{alt}]({url})\n\n{self.text['figure_label'].format(n=self.figure)} {inner.strip()}"
         if name in ("math",):
             return f"$$\n{body.strip()}\n$$"
         if name in ("code-block", "code", "code-cell", "sourcecode"):
             return f"```{arg.strip()}\n{body.rstrip()}\n```"
-        title = arg.strip() or name.capitalize()
+        title = arg.strip() or self.text.get("admonitions", {}).get(name, name.capitalize())
         dropdown = "dropdown" in options.get("class", "") or name == "dropdown"
         if dropdown or SOLUTION.match(title):
             return f"#### {title}\n\n{inner.strip()}"
@@ -258,9 +286,10 @@ class Converter:
         hits = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code" and pattern.search(c.source)]
         if not hits:
             self.missing.append(f"figure {key}")
-            return f"that glues `{key}`"
+            return self.text["that_glues"].format(key=key)
         i = min(hits, key=lambda j: abs(j - cell_index))
-        return f"{'above' if i < cell_index else 'below'} (`glue(\"{key}\", ...)`)"
+        side = self.text["above"] if i < cell_index else self.text["below"]
+        return self.text["where"].format(side=side, key=key)
 
     def markdown(self, text: str, cell_index: int) -> str:
         lines = text.split("\n")
@@ -285,17 +314,21 @@ class Converter:
             i = j + 1
         return self.inline("\n".join(out))
 
-    def convert(self):
+    def convert(self, keep_outputs: bool = False):
+        """The edition of the notebook. ``keep_outputs``: keep the code cells' stored outputs (the copy nbval runs,
+        tools/nbval_run.py, compares them); the published edition has none."""
         nb = nbformat.from_dict(self.nb)
         for idx, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
+                if self.catalog:  # translated before the conversion: the messages are MyST source
+                    cell.source = i18n.apply_catalog(cell.source, self.catalog)
                 cell.source = self.markdown(cell.source, idx)
                 cell.pop("attachments", None) if not cell.get("attachments") else None
-            elif cell.cell_type == "code":
+            elif cell.cell_type == "code" and not keep_outputs:
                 cell.outputs = []
                 cell.execution_count = None
                 cell.metadata.pop("execution", None)
-        setup_cell.apply(nb, self.path, self.root)
+        setup_cell.apply(nb, self.path, self.root, lang=self.lang)
         nb.metadata.pop("widgets", None)
         colab = nb.metadata.setdefault("colab", {})
         colab.setdefault("provenance", [])
@@ -320,27 +353,34 @@ def leftovers(nb) -> list[str]:
 
 def executed_values(path: Path, executed: Path | None) -> dict | None:
     """Glued values from the book build's executed copy (``_build/jupyter_execute/chapters/<name>``) when it is at
-    least as new as the chapter: after ``make book`` the edition states the numbers of that build."""
+    least as new as the chapter: after ``make book`` the edition states the numbers of that build. myst-nb moves
+    the glued outputs out of that copy into ``<name>.glue.json`` beside it (name -> output); both are read."""
     if executed is None:
         return None
     copy = Path(executed) / path.name
     if not copy.exists() or copy.stat().st_mtime < path.stat().st_mtime:
         return None
-    values = glue_values(nbformat.read(copy, as_version=4))
+    nb = nbformat.read(copy, as_version=4)
+    glue_file = copy.with_suffix(".glue.json")
+    if glue_file.is_file():
+        outputs = [nbformat.from_dict(o) for o in json.loads(glue_file.read_text()).values()]
+        nb.cells.append(nbformat.v4.new_code_cell("", outputs=outputs))
+    values = glue_values(nb)
     return values or None
 
 
-def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None) -> list[Path]:
-    labels, bib = label_index(root), bibliography(root)
+def build(paths, out: Path, root: Path = ROOT, executed: Path | None = None, lang: str = "en",
+          keep_outputs: bool = False) -> list[Path]:
+    labels, bib = label_index(root, TEXT[lang]), bibliography(root)
     written = []
     for path in paths:
         path = Path(path).resolve()
         nb = nbformat.read(path, as_version=4)
-        conv = Converter(nb, path, root, labels, bib)
+        conv = Converter(nb, path, root, labels, bib, lang=lang)
         fresh = executed_values(path, executed)
         if fresh:
             conv.glue.update(fresh)
-        edition = conv.convert()
+        edition = conv.convert(keep_outputs=keep_outputs)
         target = out / "chapters" / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(edition, target)
@@ -359,10 +399,12 @@ def main(argv=None) -> int:
     ap.add_argument("--executed", type=Path, default=ROOT / "_build" / "jupyter_execute" / "chapters",
                     help="the book build's executed notebooks, whose glued values are used when newer than the "
                          "chapter (default: those of `make book`); otherwise the chapter's stored outputs")
+    ap.add_argument("--lang", default="en", choices=sorted(TEXT),
+                    help="the edition's language: zh_CN translates the prose with locales/zh_CN (tools/i18n.py)")
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
     paths = args.notebooks or setup_cell.chapter_paths()
-    for target in build(paths, args.out, executed=args.executed):
+    for target in build(paths, args.out, executed=args.executed, lang=args.lang):
         print(target)
     return 0
 

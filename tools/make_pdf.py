@@ -19,6 +19,10 @@
    final pass is printed. ``pdftoppm``/``pdftotext``/``pdfimages`` (poppler-utils) read the passes.
 4. The page count is printed, with the pages still more than a third blank before a figure (if any);
    ``pdftoppm -r 50 -png <pdf> page`` renders pages to check by eye.
+
+``--lang zh_CN`` prints the Chinese edition (tools/i18n.py builds its single page, from the same executions) into
+``_build/pdf-zh/normbook-zh.pdf``; Chromium needs a CJK font (Debian: ``fonts-wqy-microhei``, which ``.ci/run``
+installs), otherwise the Chinese text prints as boxes.
 """
 from __future__ import annotations
 
@@ -405,6 +409,29 @@ def half_blank_before_figures(pdf: Path, fill: list, images: list) -> list:
 
 # --------------------------------------------------------------------------- printing
 
+
+def build_singlehtml_translated(lang: str, fast: bool) -> Path:
+    """The single page of a translated edition, through tools/i18n.py (Jupyter Book's command line cannot set the
+    language), into ``_build/pdf-<language>[-fast]/singlehtml``."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import i18n
+
+    short = lang.split("_")[0]
+    out = ROOT / "_build" / (f"pdf-{short}-fast" if fast else f"pdf-{short}") / "singlehtml"
+    rc = i18n.sphinx_build("singlehtml", out, lang=lang, fast=fast, strict=False)
+    if rc:
+        raise SystemExit(f"the {lang} single-page build failed ({rc})")
+    return out
+
+
+def has_cjk_font() -> bool:
+    try:
+        res = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return True  # cannot tell
+    return bool(res.stdout.strip())
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -519,6 +546,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--optional", action="store_true",
                     help="without chromium or poppler-utils, say so and stop without an error (not in CI)")
+    ap.add_argument("--lang", default="en", help="a translated edition (tools/i18n.py): zh_CN")
     args = ap.parse_args(argv)
     try:
         chromium_paths()
@@ -530,6 +558,14 @@ def main(argv=None) -> int:
         raise
     if args.stored:
         os.environ["NORMBOOK_EXECUTE"] = "off"
+    if args.lang != "en":
+        if args.lang.startswith("zh") and not has_cjk_font():
+            raise SystemExit("no Chinese font: sudo apt-get install fonts-wqy-microhei (.ci/run installs it)")
+        site = build_singlehtml_translated(args.lang, args.fast)
+        target = args.out or site.parent / f"normbook-{args.lang.split('_')[0]}.pdf"
+        print_pdf(site, target)
+        print(f"{target}: {page_count(target)} pages")
+        return 0
     if args.student:
         source = student_sources(ROOT / "_build" / "pdf-student-src")
         site = build_singlehtml(args.fast, source, ROOT / "_build" / "pdf-student")

@@ -17,6 +17,7 @@ it; Colab, Jupyter and the Colab edition do). A previous set-up cell is recognis
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -24,7 +25,14 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-D2L = "d2l==1.0.3"
+
+
+def d2l_requirement(root: Path = ROOT) -> str:
+    """The d2l pin, from requirements-d2l.txt (its one place; the Makefile and binder/postBuild read it too)."""
+    lines = (root / "requirements-d2l.txt").read_text().splitlines()
+    return next(line.split("#")[0].strip() for line in lines if line.split("#")[0].strip())
+
+
 TAGS = ["setup", "remove-cell"]
 
 # Expected run time per chapter (number prefix): full mode on a GPU runtime, full mode on a 2-core CPU, FAST mode
@@ -56,12 +64,52 @@ if "google.colab" in sys.modules:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     subprocess.run(pip + ["--no-deps", "{d2l}"], check=True)
     subprocess.run(pip + ["git+{repo}@{branch}"], check=True)
+import logging
+# torch built for CUDA but run without a GPU (a Colab CPU runtime) logs "No CUDA
+# runtime is found" when torch.utils.cpp_extension is imported: not about the chapter.
+logging.getLogger("torch.utils.cpp_extension").addFilter(
+    lambda record: "No CUDA runtime is found" not in record.getMessage())
 import torch
-fast_mode = os.environ.get("NORMBOOK_FAST", "").lower() in ("1", "true", "yes", "on")
-if not torch.cuda.is_available() and not fast_mode:
+from normbook.config import is_fast
+if not torch.cuda.is_available() and not is_fast():
     print("No GPU found. This chapter takes {cpu} on a CPU,\\n"
           "{gpu} on a GPU. In Colab: Runtime > Change runtime type > GPU,\\n"
           "then run it again; or set FAST = True above ({fast}).")'''
+
+
+# The Chinese edition's set-up cell (tools/colab_edition.py --lang zh_CN): the same code, its comments and message
+# in Chinese, and the run times translated by zh_duration().
+TEMPLATE_ZH = '''\
+# 环境设置。在 Google Colab 中，本单元安装 d2l（不带其过时的版本锁定）和 normbook；
+# 在其他环境中什么也不安装。本章预计运行时间：
+#   GPU 上{gpu}；CPU 上{cpu}；FAST 模式下{fast}。
+import os, subprocess, sys
+FAST = False  # True：缩小实验规模（代码相同），在 CPU 上快速运行
+if FAST:
+    os.environ["NORMBOOK_FAST"] = "1"
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "{d2l}"], check=True)
+    subprocess.run(pip + ["git+{repo}@{branch}"], check=True)
+import torch
+fast_mode = os.environ.get("NORMBOOK_FAST", "").lower() in ("1", "true", "yes", "on")
+if not torch.cuda.is_available() and not fast_mode:
+    print("未检测到 GPU。本章在 CPU 上需要{cpu}，\\n"
+          "在 GPU 上需要{gpu}。在 Colab 中：代码执行程序 > 更改运行时类型 > GPU，\\n"
+          "然后重新运行；或在上方设置 FAST = True（{fast}）。")'''
+TEMPLATES = {"en": TEMPLATE, "zh_CN": TEMPLATE_ZH}
+
+
+def zh_duration(text: str) -> str:
+    """"about 8 minutes" -> "约 8 分钟" (the phrases RUNTIMES uses); anything else is left as it is."""
+    numbers = {"a": "1", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6"}
+    m = re.fullmatch(r"(under|about|up to) (\w+) minutes?", text.strip())
+    if m:
+        n = numbers.get(m.group(2), m.group(2))
+        return {"under": f"不到 {n} 分钟", "about": f"约 {n} 分钟", "up to": f"最多 {n} 分钟"}[m.group(1)]
+    if text.strip() == "a few minutes":
+        return "几分钟"
+    return text
 
 
 def config(root: Path = ROOT) -> dict:
@@ -78,8 +126,11 @@ def runtimes(nb, path: Path) -> dict:
     return out
 
 
-def render(nb, path: Path, root: Path = ROOT) -> str:
-    return TEMPLATE.format(d2l=D2L, **config(root), **runtimes(nb, path))
+def render(nb, path: Path, root: Path = ROOT, lang: str = "en") -> str:
+    times = runtimes(nb, path)
+    if lang == "zh_CN":
+        times = {k: zh_duration(v) for k, v in times.items()}
+    return TEMPLATES[lang].format(d2l=d2l_requirement(root), **config(root), **times)
 
 
 def find(nb) -> int | None:
@@ -105,10 +156,10 @@ def problems(nb, path: Path, root: Path = ROOT) -> list[str]:
     return out
 
 
-def apply(nb, path: Path, root: Path = ROOT) -> None:
+def apply(nb, path: Path, root: Path = ROOT, lang: str = "en") -> None:
     """Put the rendered set-up cell first (replacing an old one); its outputs are dropped."""
     i = find(nb)
-    cell = nbformat.v4.new_code_cell(render(nb, path, root))
+    cell = nbformat.v4.new_code_cell(render(nb, path, root, lang))
     if i is not None:
         old = nb.cells.pop(i)
         cell.metadata = old.metadata

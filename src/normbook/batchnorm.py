@@ -37,7 +37,8 @@ def batchnorm_layers(model: nn.Module) -> List[nn.Module]:
 
 
 @torch.no_grad()
-def recompute_batchnorm_stats(model: nn.Module, loader: Iterable, num_batches: Optional[int] = None) -> nn.Module:
+def recompute_batchnorm_stats(model: nn.Module, loader: Iterable, num_batches: Optional[int] = None, *,
+                              batchnorm_only: bool = False) -> nn.Module:
     """Replace every BatchNorm layer's running estimates by population statistics of the data in ``loader``.
 
     One pass over ``loader`` (batches ``X`` or ``(X, y, ...)``; at most ``num_batches`` of them) in train mode,
@@ -46,6 +47,10 @@ def recompute_batchnorm_stats(model: nn.Module, loader: Iterable, num_batches: O
     variances under the *current* weights (instead of the moving averages collected while the weights were still
     changing). Each layer's own momentum and every module's train/eval mode are restored afterwards. Works in
     place and returns ``model``.
+
+    ``batchnorm_only=True`` puts only the BatchNorm layers in train mode and every other module in eval mode, so
+    that dropout is off while the statistics are collected: the statistics evaluation will see (the remedy for
+    dropout's variance shift, Li et al. 2019). By default the whole model runs in train mode.
 
     Layers with ``track_running_stats=False`` are left alone. Batches of one example would make BatchNorm1d raise
     (one value per channel); a loader with ``drop_last=True`` avoids them.
@@ -62,6 +67,10 @@ def recompute_batchnorm_stats(model: nn.Module, loader: Iterable, num_batches: O
             m.reset_running_stats()
             m.momentum = None
         model.train()
+        if batchnorm_only:
+            model.eval()
+            for m in layers:
+                m.train()
         for i, batch in enumerate(loader):
             if num_batches is not None and i >= num_batches:
                 break

@@ -6,26 +6,36 @@ n_1, ..., n_P examples it gives the outputs, input gradients, summed weight/bias
 of single-process BatchNorm on the concatenated batch.
 
 Forward. Each process computes, per channel, its count n_p, mean m_p and M2_p = sum (x - m_p)^2 (the corrected
-two-pass moments of ``normbook.functional``). One ``all_gather`` gives every process all P triples, which it merges
-in rank order with the parallel formula of Chan, Golub & LeVeque (1979):
+two-pass moments of ``normbook.functional``). One ``all_gather`` of the packed vector (n_p, m_p, M2_p), 2C + 1
+numbers in float64 (so that the count is an exact integer however large the shard), gives every process all P
+triples, which it merges in rank order with the parallel formula of Chan, Golub & LeVeque (1979):
 
     n = n_a + n_b,  delta = m_b - m_a,  m = m_a + delta n_b / n,  M2 = M2_a + M2_b + delta^2 n_a n_b / n.
 
-We gather (mean, M2) rather than all-reducing (sum, sum of squares): the sums would need one all-reduce
-instead of a gather, but sum(x^2)/n - mean^2 cancels catastrophically when the mean is large compared to the
-spread, the failure ``normbook.functional`` avoids on one process. The gathered message is P (2C + 1) numbers,
-small next to the activations.
+We gather (mean, M2) rather than all-reducing (sum, sum of squares): the sums need no gather, but
+sum(x^2)/n - mean^2 cancels catastrophically when the mean is large compared to the spread, the failure
+``normbook.functional`` avoids on one process. The gathered message is P (2C + 1) numbers, small next to the
+activations. torch.nn.SyncBatchNorm packs the same way: (mean, invstd, count) in one all_gather, its count a
+number of the statistics' dtype.
 
 Backward. With x_hat = (x - mean) / sqrt(var + eps) and dx_hat = gamma dy, the closed form
 
     dx = gamma / sqrt(var + eps) * (dy - sum(dy) / n - x_hat * sum(dy x_hat) / n)
 
-needs only two per-channel sums over the *whole* batch: one ``all_reduce`` of 2C numbers. The weight and bias
-gradients stay local (sum(dy x_hat) and sum(dy) over the shard), as in torch: DistributedDataParallel sums
-(averages) them across processes like any other parameter gradient. This backward is differentiated only once:
-it uses x_hat and 1/sqrt(var + eps) saved from the forward pass without a graph, so backward with
-``create_graph=True`` (a gradient penalty, a Hessian-vector product) raises a RuntimeError instead of returning
-a wrong second derivative.
+needs only two per-channel sums over the *whole* batch: one ``all_reduce`` of 2C numbers. So a training step
+issues two collectives per layer, one in the forward and one in the backward pass, as torch's does. The weight
+and bias gradients stay local (sum(dy x_hat) and sum(dy) over the shard), as in torch: DistributedDataParallel
+averages them across processes like any other parameter gradient (it all-reduces the sum and divides by P, which
+is why the loss on each shard is a mean over that shard). This backward is differentiated only once: it uses
+x_hat and 1/sqrt(var + eps) saved from the forward pass without a graph, so backward with ``create_graph=True``
+(a gradient penalty, a Hessian-vector product) raises a RuntimeError instead of returning a wrong second
+derivative.
+
+Shapes. Processes that disagree on the number of channels would send gathers of different sizes, which the
+collective cannot survive (gloo aborts the process, NCCL may hang). The module checks it once, on a layer's first
+training step (and again whenever the layer's input changes its channel count): one extra ``all_gather`` of the
+channel count, after which every process raises the same ValueError when they differ. The functional
+``sync_batch_norm`` checks only when asked (``check_channels=True``).
 
 ``launch(worker, world_size, *args)`` runs ``worker(rank, world_size, *args)`` in ``world_size`` spawned processes
 joined in a gloo (or NCCL) process group and returns their results to the caller (tensors converted to NumPy):
@@ -52,17 +62,19 @@ __all__ = ["SyncBatchNorm", "sync_batch_norm", "convert_sync_batchnorm", "combin
            "comm_stats", "reset_comm_stats"]
 
 # Counters of the collectives SyncBatchNorm issued in this process (for the chapter's cost measurements).
-_COMM = {"calls": 0, "bytes": 0, "seconds": 0.0}
+_COMM = {"calls": 0, "bytes": 0, "seconds": 0.0, "checks": 0}
 
 
 def reset_comm_stats() -> None:
     """Zero the counters of SyncBatchNorm's collectives in this process."""
-    _COMM.update(calls=0, bytes=0, seconds=0.0)
+    _COMM.update(calls=0, bytes=0, seconds=0.0, checks=0)
 
 
 def comm_stats() -> dict:
-    """{'calls', 'bytes', 'seconds'}: collectives issued by SyncBatchNorm in this process since the last reset;
-    bytes counts what this process sends (its payload of each gather/all-reduce)."""
+    """{'calls', 'bytes', 'seconds', 'checks'}: the collectives SyncBatchNorm issued in this process since the
+    last reset. 'calls', 'bytes' and 'seconds' count the statistics gathers and gradient all-reduces (two per
+    layer and training step); bytes is what this process sends (its payload of each collective). 'checks'
+    counts the one-time channel checks (one per layer, on its first training step), kept out of the others."""
     return dict(_COMM)
 
 
@@ -109,6 +121,17 @@ def _all_gather(t: Tensor, world_size: int, group) -> Tensor:
     return torch.stack(out)
 
 
+def _check_channels(c: int, device, world_size: int, group) -> None:
+    """Every process of ``group`` sends its channel count; all raise the same ValueError when they differ."""
+    mine = torch.tensor([float(c)], dtype=torch.float64, device=device)
+    out = [torch.empty_like(mine) for _ in range(world_size)]
+    dist.all_gather(out, mine, group=group)
+    _COMM["checks"] += 1
+    seen = [int(v.item()) for v in out]
+    if any(v != c for v in seen):
+        raise ValueError(f"SyncBatchNorm: processes disagree on the number of channels: {seen} (rank order)")
+
+
 class _SyncBatchNormFn(torch.autograd.Function):
     """Training-mode BatchNorm with statistics over every process of ``group``; the closed-form backward needs
     one all_reduce. Differentiable once: backward with ``create_graph=True`` raises."""
@@ -118,30 +141,25 @@ class _SyncBatchNormFn(torch.autograd.Function):
         c = input.shape[1]
         x = input.to(_F._opmath(input.dtype))
         count = input.numel() // c
-        # 1. a header (channels, count) from everyone: catches mismatched shapes before the real gather
-        header = torch.tensor([float(c), float(count)], dtype=torch.float64, device=input.device)
-        headers = _all_gather(header, world_size, group)
-        if bool((headers[:, 0] != c).any()):
-            raise ValueError(f"SyncBatchNorm: processes disagree on the number of channels: "
-                             f"{[int(v) for v in headers[:, 0].tolist()]} (rank order)")
-        counts = headers[:, 1].to(x.dtype)
-        total = int(headers[:, 1].sum().item())
+        # this process's (count, mean, M2) per channel, packed into one float64 vector of 2C + 1 numbers
+        dims = [0] + list(range(2, input.dim()))
+        local = torch.zeros(2 * c + 1, dtype=torch.float64, device=input.device)
+        local[0] = count
+        if count > 0:
+            mean_p, var_p, _ = _F._moments(x, dims)
+            local[1:c + 1] = mean_p.flatten()
+            local[c + 1:] = var_p.flatten() * count
+        gathered = _all_gather(local, world_size, group)               # (P, 2C + 1): the one collective
+        counts = gathered[:, 0]
+        total = int(counts.sum().item())
         if total == 0:
             raise ValueError("SyncBatchNorm: the input has zero elements on every process; there are no values "
                              "to compute batch statistics from")
         if total == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got 1 value per channel "
                              f"across {world_size} processes (local input size {input.size()})")
-        # 2. local mean and M2 per channel, gathered and merged with Chan's formula
-        dims = [0] + list(range(2, input.dim()))
-        if count > 0:
-            mean_p, var_p, _ = _F._moments(x, dims)
-            local = torch.cat([mean_p.flatten(), var_p.flatten() * count])
-        else:
-            local = x.new_zeros(2 * c)
-        gathered = _all_gather(local, world_size, group)               # (P, 2C)
-        _, mean, m2 = combine_moments(counts, gathered[:, :c], gathered[:, c:])
-        var = m2 / total
+        _, mean, m2 = combine_moments(counts, gathered[:, 1:c + 1], gathered[:, c + 1:])
+        mean, var = mean.to(x.dtype), (m2 / total).to(x.dtype)
         _F._update_running_stats(running_mean, running_var, mean, var, total, momentum)
         shape = _F._channel_shape(input)
         invstd = torch.rsqrt(var + eps)
@@ -175,10 +193,15 @@ class _SyncBatchNormFn(torch.autograd.Function):
 
 def sync_batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
                     weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, training: bool = False,
-                    momentum: float = 0.1, eps: float = 1e-5, process_group=None) -> Tensor:
+                    momentum: float = 0.1, eps: float = 1e-5, process_group=None, *,
+                    check_channels: bool = False) -> Tensor:
     """``normbook.functional.batch_norm`` whose training statistics span all processes of ``process_group``
     (the default group when None). Evaluation (``training=False``) is local and needs no process group.
-    In training mode the gradient is differentiable once (backward with ``create_graph=True`` raises)."""
+    In training mode the gradient is differentiable once (backward with ``create_graph=True`` raises).
+
+    Training issues one ``all_gather`` in the forward and one ``all_reduce`` in the backward pass.
+    ``check_channels=True`` first gathers every process's channel count (one more collective) and raises
+    ValueError on every process when they differ, instead of letting mismatched gathers abort or hang."""
     _F._check_momentum(momentum, "sync_batch_norm")
     if not training:
         return _F.batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
@@ -192,6 +215,8 @@ def sync_batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: 
     _F._check_param_dtypes(input, "sync_batch_norm", weight=weight, bias=bias, running_mean=running_mean,
                            running_var=running_var)
     group, world_size = _group_and_size(process_group)
+    if check_channels:
+        _check_channels(input.shape[1], input.device, world_size, group)
     return _SyncBatchNormFn.apply(input, weight, bias, running_mean, running_var, eps, momentum, group,
                                   world_size)
 
@@ -200,7 +225,11 @@ class SyncBatchNorm(_BatchNorm):
     """Twin of ``torch.nn.SyncBatchNorm`` that also runs on CPU (gloo): same constructor (``process_group``),
     parameters, buffers and state_dict. Training needs an initialized process group (one process is fine);
     evaluation uses the running statistics and needs none. Training-mode gradients are differentiable once:
-    backward with ``create_graph=True`` raises."""
+    backward with ``create_graph=True`` raises.
+
+    A training step issues two collectives: the statistics ``all_gather`` in the forward pass and the gradient
+    ``all_reduce`` in the backward pass. On its first training step (and whenever its input's channel count
+    changes) the layer also checks that every process has the same number of channels."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
                  track_running_stats: bool = True, process_group: Any = None, device=None, dtype=None, *,
@@ -208,6 +237,7 @@ class SyncBatchNorm(_BatchNorm):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype,
                          bias=bias)
         self.process_group = process_group
+        self._checked_channels: Optional[int] = None   # channel count last agreed on by every process
 
     def _check_input_dim(self, input: Tensor) -> None:
         if input.dim() < 2:
@@ -229,8 +259,11 @@ class SyncBatchNorm(_BatchNorm):
         if not self.training:   # evaluation: local, as torch (batch statistics if there are no buffers)
             return _F.batch_norm(input, running_mean, running_var, self.weight, self.bias, bn_training, factor,
                                  self.eps)
-        return sync_batch_norm(input, running_mean, running_var, self.weight, self.bias, True, factor, self.eps,
-                               self.process_group)
+        check = input.size(1) != self._checked_channels
+        out = sync_batch_norm(input, running_mean, running_var, self.weight, self.bias, True, factor, self.eps,
+                              self.process_group, check_channels=check)
+        self._checked_channels = input.size(1)
+        return out
 
     @classmethod
     def convert_sync_batchnorm(cls, module: Module, process_group=None) -> Module:
@@ -277,9 +310,14 @@ def _to_numpy(obj):
 def _entry(rank, world_size, init_file, backend, timeout_s, threads, worker, args, queue):
     try:
         torch.set_num_threads(threads)
+        if backend == "nccl":   # one GPU per process, chosen before NCCL's first collective (the barrier below)
+            torch.cuda.set_device(rank % torch.cuda.device_count())
         dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world_size,
                                 timeout=__import__("datetime").timedelta(seconds=timeout_s))
         try:
+            # every process finishes connecting before any can return and tear its connections down (a worker
+            # with nothing to do would otherwise close them while the others are still connecting)
+            dist.barrier()
             result = worker(rank, world_size, *args)
             queue.put((rank, "ok", _to_numpy(result)))
         finally:
@@ -294,8 +332,9 @@ def launch(worker: Callable, world_size: int, *args, backend: Optional[str] = No
     group, and return the list of their results in rank order (tensors come back as NumPy arrays).
 
     ``worker`` must be importable by the children (a function in a module, not one defined in a notebook).
-    ``backend`` defaults to gloo (NCCL when every process can have its own GPU). A worker that raises makes this
-    raise RuntimeError with its traceback; processes still running after ``timeout`` seconds are terminated.
+    ``backend`` defaults to gloo (NCCL when every process can have its own GPU). A worker that raises, or a
+    process that dies without reporting, makes this raise RuntimeError with its traceback or exit code; processes
+    still running after ``timeout`` seconds are terminated.
     """
     import torch.multiprocessing as mp
     if backend is None:
@@ -321,6 +360,17 @@ def launch(worker: Callable, world_size: int, *args, backend: Optional[str] = No
                 rank, status, payload = queue.get(timeout=min(remaining, 1.0))
             except _queue.Empty:
                 if errors and all(not p.is_alive() for p in procs):
+                    break
+                # a process that died without reporting (aborted in native code, killed): the others would
+                # wait for it in their next collective until the timeout
+                dead = {r: p.exitcode for r, p in enumerate(procs)
+                        if not p.is_alive() and p.exitcode not in (0, None) and r not in results
+                        and r not in errors}
+                if dead:
+                    for r, code in dead.items():
+                        errors[r] = (f"the process exited with code {code} without returning a result (a "
+                                     f"negative code is the signal that ended it, e.g. -6 for an abort in a "
+                                     f"collective)")
                     break
                 continue
             (results if status == "ok" else errors)[rank] = payload

@@ -1,6 +1,6 @@
 """Checkers for chapter 7's graded exercises (BatchNorm in practice)::
 
-    from normbook.exercises import ch07
+    from normbook.book.exercises import ch07
     ch07.check_frozen_bn_forward(frozen_bn_forward)
     ch07.check_batch_renorm_forward(batch_renorm_forward)
     ch07.check_weight_standardization(standardize_weight)
@@ -50,8 +50,9 @@ def check_frozen_bn_forward(student_fn: Callable, verbose: bool = True) -> Check
     cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in
              enumerate([((2, 3, 4, 4), 1e-5), ((5, 1, 3, 2), 1e-3), ((1, 6, 2, 5), 0.1)])]
     return run_check("frozen_bn_forward", cases, verbose=verbose,
-                     hint="use the running statistics, never the batch's: (x - running_mean) / "
-                          "sqrt(running_var + eps) * weight + bias, each vector reshaped to (1, C, 1, 1)")
+                     hint="a frozen layer uses the running statistics, never the batch's; check that each "
+                          "per-channel vector is reshaped so that it broadcasts over (N, C, H, W), and where "
+                          "eps enters")
 
 
 def check_batch_renorm_forward(student_fn: Callable, verbose: bool = True) -> CheckResult:
@@ -71,8 +72,9 @@ def check_batch_renorm_forward(student_fn: Callable, verbose: bool = True) -> Ch
     settings = [((8, 3), 1.0, 0.0), ((6, 4, 3, 3), 1.5, 0.5), ((4, 2, 5, 5), 3.0, 5.0), ((10, 3), 100.0, 100.0)]
     cases = [(f"x {s}, r_max={r}, d_max={d}", case(s, r, d, i)) for i, (s, r, d) in enumerate(settings)]
     return run_check("batch_renorm_forward", cases, verbose=verbose,
-                     hint="batch mean and biased variance over every dim but 1; sigma = sqrt(running_var + eps); "
-                          "clip r to [1/r_max, r_max] and d to [-d_max, d_max], and detach both")
+                     hint="the batch statistics run over every dim but the channel dim, with the biased "
+                          "variance; compare your r and d with their definitions in the chapter (their "
+                          "clipping ranges), and make sure no gradient flows through them")
 
 
 def check_weight_standardization(student_fn: Callable, verbose: bool = True) -> CheckResult:
@@ -89,4 +91,5 @@ def check_weight_standardization(student_fn: Callable, verbose: bool = True) -> 
     cases = [(f"w {s}, eps={e}", case(s, e, i)) for i, (s, e) in
              enumerate([((4, 3, 3, 3), 1e-5), ((2, 5, 1, 1), 1e-5), ((3, 2, 5, 5), 1e-2)])]
     return run_check("weight_standardization", cases, verbose=verbose,
-                     hint="one mean and one biased variance per output channel, over dims 1, 2, 3 (the fan-in)")
+                     hint="each output channel's filter is standardized on its own, over its whole fan-in; "
+                          "check which variance (biased or unbiased) the chapter's formula uses")

@@ -1,6 +1,6 @@
 """Checkers for chapter 8's graded exercises (BatchNorm across processes)::
 
-    from normbook.exercises import ch08
+    from normbook.book.exercises import ch08
     ch08.check_merge_moments(merge_moments)
     ch08.check_sync_input_grad(sync_input_grad)
 """
@@ -33,9 +33,9 @@ def check_merge_moments(student_fn: Callable, verbose: bool = True) -> CheckResu
     settings = [([4, 4], 3, 0.0), ([5, 1, 9], 2, 2.0), ([1, 1], 4, -1.0), ([3, 0, 6], 3, 1e3), ([2, 7, 3, 5], 1, 5.0)]
     cases = [(f"shards {s}, C={c}", case(s, c, o, i)) for i, (s, c, o) in enumerate(settings)]
     return run_check("merge_moments", cases, verbose=verbose,
-                     hint="merge shards one at a time: n = n_a + n_b, delta = mean_b - mean_a, "
-                          "mean = mean_a + delta * n_b / n, M2 = M2_a + M2_b + delta**2 * n_a * n_b / n; "
-                          "skip shards with count 0")
+                     hint="merge the shards one at a time, weighting each mean by its count; the merged M2 "
+                          "needs more than the shards' own M2s (the spread between their means); an empty "
+                          "shard must leave everything unchanged")
 
 
 def check_sync_input_grad(student_fn: Callable, verbose: bool = True) -> CheckResult:
@@ -72,8 +72,9 @@ def check_sync_input_grad(student_fn: Callable, verbose: bool = True) -> CheckRe
     settings = [([3, 3], (4,)), ([5, 2], (3, 4)), ([1, 6, 2], (2, 3, 3)), ([4, 1], (5,))]
     cases = [(f"shards {s}, x (N, {', '.join(map(str, r))})", case(s, r, i)) for i, (s, r) in enumerate(settings)]
     return run_check("sync_input_grad", cases, verbose=verbose,
-                     hint="dx = weight * invstd * (dy - sum_dy / n - x_hat * sum_dy_xhat / n), each per-channel "
-                          "vector reshaped to (1, C, 1, ...); n is the size of the whole batch, not the shard")
+                     hint="the two sums are over the whole batch, so the means you form from them divide by "
+                          "the whole batch's n, not the shard's; each per-channel vector must be reshaped to "
+                          "broadcast over (N, C, ...)")
 
 
 def _reference_merge(counts, means, m2s):

@@ -1,5 +1,6 @@
-"""Figures of chapter 7 (BatchNorm in practice): accuracy per fine-tuning mode, the residual stream's scale per
-block with the early loss curves, and the test error of the small-batch remedies."""
+"""Figures of chapter 7 (BatchNorm in practice): accuracy per fine-tuning treatment, the residual stream's scale
+per block with the early loss curves, the norm and the rotation of BN's (gamma, beta) under weight decay, and the
+validation error of the small-batch remedies."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -9,13 +10,13 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .common import COLORS, new_figure
 
-__all__ = ["mean_std_bars", "residual_scale", "grouped_error_bars"]
+__all__ = ["mean_std_bars", "residual_scale", "weight_decay_curves", "grouped_error_bars"]
 
 
 def mean_std_bars(names: Sequence[str], runs: Sequence[Sequence[float]], *, ylabel: str, width: float = 6.4,
                   height: float = 3.4, ylim=None):
-    """One bar per setting: the mean over runs, an error bar of one standard deviation and each run as a dot.
-    ``runs[i]`` holds the values (one per seed) of ``names[i]``."""
+    """One bar per setting: the mean over runs, an error bar of one sample standard deviation (ddof = 1) and each
+    run as a dot. ``runs[i]`` holds the values (one per seed) of ``names[i]``; a name may contain line breaks."""
     fig, ax = new_figure(1, 1, width, height)
     x = np.arange(len(names))
     for i, values in enumerate(runs):
@@ -56,6 +57,34 @@ def residual_scale(scales: Mapping[str, Sequence[float]], curves: Mapping[str, S
         ax1.fill_between(x, runs.min(0), runs.max(0), color=COLORS[i % len(COLORS)], alpha=0.2, lw=0)
     ax1.set_xlabel("training step")
     ax1.set_ylabel("training loss")
+    ax1.legend(fontsize=9)
+    return fig
+
+
+def weight_decay_curves(norms: Mapping[str, Sequence[Sequence[float]]],
+                        turns: Mapping[str, Sequence[Sequence[float]]], *, window: int = 25,
+                        width: float = 10.0, height: float = 3.6):
+    """Left: the norm of a parameter group (e.g. one BN layer's gamma and beta) after every training step, mean
+    over seeds with a min-max band, one line per setting. Right: the angle (radians) by which the group turned
+    in each step, averaged over ``window`` steps and over seeds. ``norms[name]`` and ``turns[name]`` are
+    (seeds x steps)."""
+    fig, (ax0, ax1) = new_figure(1, 2, width, height)
+    for i, name in enumerate(norms):
+        color = COLORS[i % len(COLORS)]
+        runs = np.asarray(norms[name], dtype=float)
+        x = np.arange(1, runs.shape[1] + 1)
+        ax0.plot(x, runs.mean(0), color=color, label=name)
+        ax0.fill_between(x, runs.min(0), runs.max(0), color=color, alpha=0.2, lw=0)
+        angle = np.asarray(turns[name], dtype=float).mean(0)
+        kernel = np.ones(window) / window
+        smooth = np.convolve(angle, kernel, mode="valid")
+        ax1.plot(np.arange(window, len(angle) + 1), smooth, color=color, label=name)
+    ax0.set_xlabel("training step")
+    ax0.set_ylabel(r"$\|(\gamma, \beta)\|$ of the first BN layer")
+    ax0.legend(fontsize=9)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("training step")
+    ax1.set_ylabel(f"angle turned per step (mean of {window})")
     ax1.legend(fontsize=9)
     return fig
 

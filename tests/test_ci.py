@@ -1,0 +1,128 @@
+"""The checking machinery itself: what `make test` and `make gpu-check` run, and tools/nbval_run.py.
+
+`make gpu-check` runs only on a GPU, so its parts are proven here on the CPU: the target still expands to the
+unit tests, nbval in full mode, a forced full build and the browser test of that site; it refuses to run without
+CUDA; and nbval_run.py's full mode is its fast mode without NORMBOOK_FAST (both run here on a tiny notebook).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import nbval_run  # noqa: E402
+
+MAKE = shutil.which("make")
+needs_make = pytest.mark.skipif(MAKE is None, reason="make is not installed")
+
+
+def _make_env(**extra) -> dict:
+    """This environment without the settings of a `make` that runs these tests (jobs, output sync, level)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    return {**env, **extra}
+
+
+def _plan(target: str, **variables) -> str:
+    """The commands `make -n target` would run (no set-up: NORMBOOK_NO_SETUP=1)."""
+    args = [MAKE, "-n", "--no-print-directory", "-C", str(ROOT), target, "NORMBOOK_NO_SETUP=1"]
+    args += [f"{k}={v}" for k, v in variables.items()]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env=_make_env())
+    return out.stdout
+
+
+@needs_make
+def test_gpu_check_expands_to_its_parts():
+    plan = _plan("gpu-check")
+    lines = [line.strip() for line in plan.splitlines()]
+    assert any("torch.cuda.is_available()" in line for line in lines), "no CUDA guard"
+    unit = [line for line in lines if "-m pytest tests/ " in line]
+    assert unit and "-rs" in plan, "the unit tests (listing what skipped) are not run"
+    assert any("tools/nbval_run.py --mode full" in line for line in lines), "no nbval in full mode"
+    assert any(line.startswith("rm -rf _build/.jupyter_cache/full-") for line in lines), "the full build is not forced"
+    full_builds = [line for line in lines if "jupyter-book build" in line and "--path-output" not in line]
+    assert full_builds and all("env -u NORMBOOK_FAST" in line for line in full_builds), "no full-mode book build"
+    assert any("NORMBOOK_SITE=_build/html" in line and "test_site_browser.py" in line for line in lines), \
+        "the full site is not checked in the browser"
+
+
+@needs_make
+def test_make_test_runs_the_same_parts_in_fast_mode():
+    plan = _plan("test")
+    assert "tools/nbval_run.py --mode fast" in plan
+    assert "NORMBOOK_FAST=1" in plan and "--path-output _build/fast" in plan
+    assert "NORMBOOK_SITE=_build/fast/_build/html" in plan and "test_site_browser.py" in plan
+    assert "NORMBOOK_CLAIMS_EXECUTED=" in plan and "test_editions.py" in plan
+    assert "-m pytest tests/ " in plan
+    # nothing else executes the chapters: nbval and the book build are the only two executions
+    assert "nbconvert" not in plan and "jupyter-execute" not in plan
+    assert plan.count("tools/nbval_run.py") == 1 and plan.count("jupyter-book build") == 1
+
+
+@needs_make
+def test_gpu_check_refuses_to_run_without_cuda():
+    env = _make_env(CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([MAKE, "--no-print-directory", "-C", str(ROOT), "require-cuda", "NORMBOOK_NO_SETUP=1"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode != 0
+    assert "no CUDA device" in out.stderr + out.stdout
+
+
+def test_kernel_env_by_mode(tmp_path):
+    base = {"NORMBOOK_FAST": "1", "PYTHONPATH": "/somewhere", "KEEP": "x"}
+    fast = nbval_run.kernel_env("fast", tmp_path, {k: v for k, v in base.items() if k != "NORMBOOK_FAST"})
+    full = nbval_run.kernel_env("full", tmp_path, base)
+    assert fast["NORMBOOK_FAST"] == "1" and "NORMBOOK_FAST" not in full
+    for env in (fast, full):
+        assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/somewhere"] and env["KEEP"] == "x"
+    with pytest.raises(ValueError):
+        nbval_run.kernel_env("medium", tmp_path, base)
+
+
+def test_hidden_myst_nb_cannot_be_imported(tmp_path):
+    shadow = nbval_run.hide_myst_nb(tmp_path / "shadow")
+    env = nbval_run.kernel_env("fast", shadow)
+    out = subprocess.run([sys.executable, "-c", "import myst_nb"], capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and "ImportError" in out.stderr
+
+
+def _notebook(cells) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for i, (source, stored) in enumerate(cells):
+        cell = nbformat.v4.new_code_cell(source, execution_count=i + 1)
+        cell.metadata["tags"] = ["nbval-check-output"]
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored)]
+        nb.cells.append(cell)
+    return nb
+
+
+def test_nbval_run_executes_compares_and_saves(tmp_path):
+    """Two tiny chapters through tools/nbval_run.py: one whose stored outputs are right (myst_nb hidden, FAST mode
+    set), one whose stored output is wrong; nbval fails the run, and both executions are saved and logged."""
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    probe = ("try:\n    import myst_nb\n    print('myst_nb')\nexcept ImportError:\n    print('no myst_nb')\n"
+             "import os\nprint(os.environ.get('NORMBOOK_FAST'))")
+    nbformat.write(_notebook([("print(1 + 1)", "2\n"), (probe, "no myst_nb\n1\n")]), chapters / "98_good.ipynb")
+    nbformat.write(_notebook([("print(1 + 1)", "3\n")]), chapters / "99_bad.ipynb")
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "nbval_run.py"), "--mode", "fast",
+                          "--out", str(tmp_path / "run"), str(chapters / "98_good.ipynb"),
+                          str(chapters / "99_bad.ipynb")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0, out.stdout[-2000:]
+    assert "normbook-execution: 98_good nbval fast\n" in out.stdout
+    assert "normbook-execution: 99_bad nbval fast (failed)" in out.stdout
+    good = json.loads((tmp_path / "run" / "executed" / "98_good.ipynb").read_text())
+    bad = json.loads((tmp_path / "run" / "executed" / "99_bad.ipynb").read_text())
+    assert good["metadata"]["normbook"]["nbval"] == {"mode": "fast", "myst_nb": False, "failed": False}
+    assert bad["metadata"]["normbook"]["nbval"]["failed"] is True
+    printed = ["".join(o["text"]) for c in good["cells"] for o in c["outputs"] if o.get("name") == "stdout"]
+    assert printed[-2:] == ["2\n", "no myst_nb\n1\n"]
+    assert "setup" in good["cells"][0]["metadata"]["tags"], "the edition's set-up cell is not first"

@@ -1,0 +1,150 @@
+"""nbval over every chapter, run as the Colab edition runs: in a kernel where ``myst_nb`` cannot be imported.
+
+    python tools/nbval_run.py --mode fast [chapters/NN_x.ipynb ...]   # make nbval (part of make test)
+    python tools/nbval_run.py --mode full                             # make gpu-check
+    python tools/nbval_run.py --mode fast --out DIR chapters/02_*.ipynb -- -x   # another folder; pytest options
+
+1. Writes ``_build/nbval/<mode>/chapters/NN_x.ipynb`` (or under ``--out``): each chapter's Colab edition
+   (tools/colab_edition.py: the same code cells, the set-up cell first, plain Markdown) with the chapter's stored
+   outputs kept, so that nbval (``--nbval-lax``) compares the cells tagged ``nbval-check-output`` with what the
+   chapter states.
+2. Runs ``pytest --nbval-lax --nbval-current-env`` over them in a kernel where ``import myst_nb`` raises
+   ImportError (as in Colab or a bare Jupyter: ``normbook.book.glue`` displays a figure instead of recording it),
+   with ``NORMBOOK_FAST=1`` in fast mode and without it in full mode. Edition-only failures surface here.
+3. Saves each executed notebook to ``_build/nbval/<mode>/executed/NN_x.ipynb`` (tests/test_editions.py reads
+   them: every figure shown, myst_nb absent) and prints one line per chapter executed,
+   ``normbook-execution: NN_x nbval <mode>`` (grep the log to count executions).
+
+So nbval and the editions test share one execution per chapter; the book build (with myst_nb, which records the
+glued values) is the only other one. Extra pytest arguments go after ``--``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import colab_edition  # noqa: E402
+import setup_cell  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("fast", "full")
+EXECUTED_TAG = "normbook-execution:"
+
+
+def folder(mode: str, root: Path = ROOT) -> Path:
+    return root / "_build" / "nbval" / mode
+
+
+def kernel_env(mode: str, shadow: Path, environ=None) -> dict:
+    """The environment the kernel inherits: the mode, myst_nb shadowed, figures shown inline."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    env = dict(os.environ if environ is None else environ)
+    if mode == "fast":
+        env["NORMBOOK_FAST"] = "1"
+    else:
+        env.pop("NORMBOOK_FAST", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    return env
+
+
+def hide_myst_nb(where: Path) -> Path:
+    """A folder whose ``myst_nb`` package cannot be imported; put first on the kernel's PYTHONPATH."""
+    (where / "myst_nb").mkdir(parents=True, exist_ok=True)
+    (where / "myst_nb" / "__init__.py").write_text(
+        'raise ImportError("myst_nb is not installed here (as in Colab); tools/nbval_run.py hides it")\n')
+    return where
+
+
+class SaveExecuted:
+    """A pytest plugin: after nbval ran a notebook's last cell, write the notebook with the outputs of this run."""
+
+    def __init__(self, out: Path, mode: str):
+        self.out, self.mode = out, mode
+        self.outputs: dict = {}
+        self.failed: set = set()
+        self.lines: list = []
+        self.config = None
+
+    def pytest_configure(self, config):
+        self.config = config
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = (yield).get_result()
+        if report.failed and hasattr(item, "cell_num"):
+            self.failed.add(item.parent.nodeid)
+
+    def pytest_runtest_teardown(self, item, nextitem):
+        if not hasattr(item, "cell_num"):  # not an nbval cell
+            return
+        notebook = item.parent
+        self.outputs.setdefault(notebook.nodeid, {})[item.cell_num] = item.test_outputs
+        if nextitem is None or nextitem.parent is not notebook:
+            self.write(notebook)
+
+    def write(self, notebook) -> None:
+        nb = copy.deepcopy(notebook.nb)
+        outputs = self.outputs.pop(notebook.nodeid, {})
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        for i, cell in enumerate(code):
+            ran = outputs.get(i)
+            cell.outputs = list(ran) if ran is not None else []
+            cell.execution_count = i + 1 if ran is not None else None
+            for out in cell.outputs:
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = cell.execution_count
+        failed = notebook.nodeid in self.failed
+        nb.metadata["normbook"] = {**nb.metadata.get("normbook", {}),
+                                   "nbval": {"mode": self.mode, "myst_nb": False, "failed": failed}}
+        self.out.mkdir(parents=True, exist_ok=True)
+        name = Path(str(notebook.fspath)).name
+        nbformat.write(nb, self.out / name)
+        self.lines.append(f"{EXECUTED_TAG} {Path(name).stem} nbval {self.mode}" + (" (failed)" if failed else ""))
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        """Report the executions once pytest shows output again (a test's teardown runs captured)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter") if self.config else None
+        while self.lines:
+            line = self.lines.pop(0)
+            if reporter is not None:
+                reporter.write("\n")  # after the progress dots
+                reporter.write_line(line)
+            else:
+                print(line, flush=True)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=MODES, required=True)
+    ap.add_argument("--out", type=Path, help="the working folder (default: _build/nbval/<mode>)")
+    ap.add_argument("notebooks", nargs="*", type=Path)
+    args = ap.parse_args(argv)
+    paths = args.notebooks or setup_cell.chapter_paths()
+    base = args.out or folder(args.mode)
+    for sub in ("chapters", "executed"):  # nothing stale from an earlier run or another chapter set
+        for old in (base / sub).glob("*.ipynb"):
+            old.unlink()
+    editions = colab_edition.build(paths, base, keep_outputs=True)
+    env = kernel_env(args.mode, hide_myst_nb(base / "no_myst_nb"))
+    os.environ.clear()  # the kernels nbval starts inherit this process's environment
+    os.environ.update(env)
+    return int(pytest.main(["--nbval-lax", "--nbval-current-env", "--nbval-kernel-startup-timeout=300",
+                            "-p", "no:cacheprovider", "-q", *extra,
+                            *map(str, editions)],
+                           plugins=[SaveExecuted(base / "executed", args.mode)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
