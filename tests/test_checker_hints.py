@@ -89,7 +89,7 @@ def test_hint_does_not_print_the_reference(ex, check):
 
 
 #: graded exercises whose solution has no code (the instructor edition has no model answer to run)
-NO_CODE = {"ch01-ex7", "ch06-ex5"}
+NO_CODE = {"ch06-ex5"}
 
 
 @pytest.mark.parametrize("ex", [pytest.param(ex, id=ex.id, marks=[pytest.mark.xfail(
@@ -111,8 +111,8 @@ def test_graded_solution_has_code_that_passes_its_checkers(ex):
         assert _checker(check.name)(namespace[check.function], verbose=False), f"{ex.id}: {check.name}"
 
 
-#: checkers no exercise calls (chapter 1's rewrite replaced its exercise 8; the checker stayed): remove or use
-UNUSED = {"ch01.check_grad_to_data"}
+#: checkers no exercise calls (none: chapter 1's check_grad_to_data, left over from its old exercise 8, was removed)
+UNUSED = set()
 
 
 def test_every_checker_is_used_by_an_exercise_and_every_leak_entry_exists():
