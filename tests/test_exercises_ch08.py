@@ -1,5 +1,4 @@
 """Chapter 8's checkers: a right implementation passes, a wrong one fails."""
-import torch
 
 from normbook.book.exercises import ch08
 from normbook.distributed import combine_moments
