@@ -75,6 +75,7 @@ def check_rms_norm(student_fn: Callable, verbose: bool = True) -> CheckResult:
 
 
 check_rms_norm.forbids = ("torch-norm",)
+check_rms_norm.answer_fragments = ["x / sqrt(mean(x**2"]
 
 
 @contextlib.contextmanager

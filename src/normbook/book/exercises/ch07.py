@@ -59,6 +59,7 @@ def check_frozen_bn_forward(student_fn: Callable, verbose: bool = True) -> Check
 
 
 check_frozen_bn_forward.forbids = ("torch-norm",)
+check_frozen_bn_forward.answer_fragments = ["(x - running_mean) / sqrt(running_var + eps) * weight + bias"]
 
 #: the book's own implementations, which the batch renorm and WS exercises ask the student to write
 RENORM = ("normbook.functional.batch_renorm", "normbook.nn._BatchRenorm.forward")
