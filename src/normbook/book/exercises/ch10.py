@@ -65,6 +65,9 @@ def check_merge_moments(student_fn: Callable, verbose: bool = True) -> CheckResu
                           "for the spread between the two means, which grows with both counts")
 
 
+check_merge_moments.answer_fragments = ["delta ** 2 * n_a * n_b / n", "mean_a + delta * n_b / n"]
+
+
 def check_rms_norm_backward_rows(student_fn: Callable, verbose: bool = True) -> CheckResult:
     """``student_fn(x, dy, weight, eps)`` for x, dy of shape (M, D) -> (dx, dweight) of RMSNorm over the rows,
     computed by hand: autograd is not available inside the student's function. Against autograd through
@@ -90,6 +93,7 @@ def check_rms_norm_backward_rows(student_fn: Callable, verbose: bool = True) -> 
 
 
 check_rms_norm_backward_rows.forbids = ("autograd",)
+check_rms_norm_backward_rows.answer_fragments = ["wdy - x_hat * (wdy * x_hat).mean(1, keepdim=True)"]
 
 
 def check_group_norm_backward(student_fn: Callable, verbose: bool = True) -> CheckResult:
