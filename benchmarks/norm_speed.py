@@ -12,22 +12,27 @@ For each layer, at shapes the book uses, this prints the time of
 
 as ratios normbook time / torch time (lower is faster; 1.0 = as fast as ATen), for the forward pass alone
 (training mode, under ``no_grad``) and for forward + backward. All paths of one layer are timed in turns, round
-after round (median of 7 rounds), so a change in machine load affects them alike. It also prints the memory each path keeps for the
-backward pass: the bytes of the distinct tensors saved in the autograd graph (``saved_tensors_hooks``).
+after round, so a change in machine load affects them alike: on a CPU with ``normbook.timing.compare_times`` (one
+thread unless ``--threads``), on a GPU with ``normbook.timing.cuda_times`` (CUDA events, the L2 cache flushed
+before every call; ``--cuda-graphs`` replays the calls from a CUDA graph instead, without the CPU's launch
+overhead). It also prints the memory each path keeps for the backward pass: the bytes of the distinct tensors
+saved in the autograd graph (``saved_tensors_hooks``).
 
 Bandwidth: a normalization layer does a few flops per byte, so its speed limit is memory bandwidth. The second
-table gives each path's achieved GB/s = minimal bytes / time, where the minimal bytes are those any
-implementation must move: forward, read x and write y (2 x numel x element size); forward + backward, that plus
-read x and dy and write dx (5 x numel x element size; parameters and statistics are negligible). Next to it,
-the practical peak measured in the same run: a device-to-device copy (``dst.copy_(src)``) of a tensor of the same
-size, which moves 2 x numel x element size bytes.
+table gives each path's achieved GB/s = streaming floor / time, where the floor is what any implementation must
+stream (``normbook.book.ch10.min_traffic``): for a row-local norm (LayerNorm, RMSNorm, GroupNorm, InstanceNorm)
+2 tensors forward (read x, write y) and 5 forward + backward (read x and dy again, write dx); for BatchNorm in
+training, whose statistics need a pass over the whole batch before any output, 3 and 8. Next to it, the practical
+peak measured in the same run: a device-to-device copy (``dst.copy_(src)``) of a tensor of the same size, which
+moves 2 x numel x element size bytes; the fraction of it each path reaches is the GPU goal's measure (Triton
+LayerNorm/RMSNorm at least ATen's speed and 80 % of the copy).
 
-Usage:  python benchmarks/norm_speed.py [--device cpu|cuda|all] [--min-run-time 0.2] [--no-compile] [--threads N]
+Usage:  python benchmarks/norm_speed.py [--device cpu|cuda|all] [--rounds 7] [--min-run-time 0.2] [--no-compile]
+                                      [--threads N] [--cuda-graphs]
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import warnings
@@ -38,6 +43,8 @@ import torch
 
 import normbook.functional as F
 import normbook.nn as nbnn
+from normbook.book.ch10 import min_traffic
+from normbook.timing import compare_times, cuda_times
 
 
 @dataclass
@@ -86,42 +93,29 @@ def _k():
     return kernels
 
 
-def minimal_bytes(x: torch.Tensor) -> tuple:
-    """Bytes any implementation must move: forward (read x, write y), forward + backward (+ read x, dy, write
-    dx)."""
-    return 2 * x.nbytes, 5 * x.nbytes
+def minimal_bytes(x: torch.Tensor, batch_wide: bool) -> tuple:
+    """Bytes any implementation must stream: (forward, forward + backward), row-local or batch-wide."""
+    kind = "batch-wide" if batch_wide else "row-local"
+    return (min_traffic(kind, x.element_size(), backward=False) * x.numel(),
+            min_traffic(kind, x.element_size()) * x.numel())
 
 
-def copy_seconds(x: torch.Tensor, device: str, min_run_time: float) -> float:
+def interleaved_medians(fns: dict, device: str, min_run_time: float, rounds: int = 7,
+                        cuda_graphs: bool = False) -> dict:
+    """Median seconds per call of each function, timed in turns round after round (``normbook.timing``): on a
+    GPU on its own clock with the L2 cache flushed (or replayed from a CUDA graph), on a CPU with
+    torch.utils.benchmark's Timer, threads as set."""
+    if device == "cuda":
+        result = cuda_times(fns, repeats=rounds, min_time=min_run_time / rounds, cuda_graph=cuda_graphs)
+    else:
+        result = compare_times(fns, repeats=rounds, min_time=min_run_time / rounds, num_threads=None)
+    return {key: r.median for key, r in result.items()}
+
+
+def copy_seconds(x: torch.Tensor, device: str, min_run_time: float, rounds: int) -> float:
     """Median seconds of a device-to-device copy of a tensor of x's size (2 x nbytes moved)."""
     src, dst = x.clone(), torch.empty_like(x)
-    return interleaved_medians({"copy": lambda: dst.copy_(src)}, device, min_run_time)["copy"]
-
-
-
-def interleaved_medians(fns: dict, device: str, min_run_time: float, rounds: int = 7) -> dict:
-    """Median seconds per call of each function. The functions are timed in turns, round after round, so that a
-    change in machine load hits all of them alike and their ratios stay fair."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-    def block(fn, n):
-        sync()
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        sync()
-        return (time.perf_counter() - start) / n
-
-    numbers = {}
-    for key, fn in fns.items():          # calibrate: each block should take min_run_time / rounds
-        fn(), fn()
-        once = block(fn, 1)
-        numbers[key] = max(1, int(min_run_time / rounds / max(once, 1e-7)))
-    times = {key: [] for key in fns}
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            times[key].append(block(fn, numbers[key]))
-    return {key: statistics.median(v) for key, v in times.items()}
+    return interleaved_medians({"copy": lambda: dst.copy_(src)}, device, min_run_time, rounds)["copy"]
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor]) -> Optional[int]:
@@ -166,7 +160,8 @@ def paths_for(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     return fwd, fwd_bwd, saved_bytes(lambda: forward(x_req))
 
 
-def run_device(device: str, min_run_time: float, compile_: bool) -> list:
+def run_device(device: str, min_run_time: float, compile_: bool, rounds: int = 7,
+               cuda_graphs: bool = False) -> list:
     rows = []
     for case in CASES:
         if case.name in GPU_ONLY and device != "cuda":
@@ -191,10 +186,12 @@ def run_device(device: str, min_run_time: float, compile_: bool) -> list:
             kernel_module = case.normbook_module().to(device).train()
             xk = x.to(memory_format=torch.channels_last) if case.channels_last else x
             paths["triton"] = paths_for(bind(case.kernel, kernel_module), xk, list(kernel_module.parameters()))
-        fwd = interleaved_medians({k: v[0] for k, v in paths.items()}, device, min_run_time)
-        fwd_bwd = interleaved_medians({k: v[1] for k, v in paths.items()}, device, min_run_time)
+        fwd = interleaved_medians({k: v[0] for k, v in paths.items()}, device, min_run_time, rounds, cuda_graphs)
+        fwd_bwd = interleaved_medians({k: v[1] for k, v in paths.items()}, device, min_run_time, rounds,
+                                      cuda_graphs)
         result = {"layer": case.name, "shape": "x".join(map(str, case.shape)), "compile_s": compile_s,
-                  "bytes": minimal_bytes(x), "copy": copy_seconds(x, device, min_run_time)}
+                  "bytes": minimal_bytes(x, case.name.startswith("BatchNorm")),
+                  "copy": copy_seconds(x, device, min_run_time, rounds)}
         for key, (_, _, saved) in paths.items():
             result[key] = (fwd[key], fwd_bwd[key], saved)
         rows.append(result)
@@ -224,8 +221,9 @@ def print_table(device: str, rows: list) -> None:
               f"{fmt_ratio(r, 'autograd', 0)} | {fmt_ratio(r, 'autograd', 1)} | {fmt_ratio(r, 'closed', 0)} | "
               f"{fmt_ratio(r, 'closed', 1)} | {fmt_ratio(r, 'compiled', 0)} | {fmt_ratio(r, 'compiled', 1)} | "
               f"{fmt_ratio(r, 'triton', 0)} | {fmt_ratio(r, 'triton', 1)} |")
-    print("\nAchieved bandwidth, GB/s = minimal bytes / time (forward: 2 x, forward + backward: 5 x the input's "
-          "bytes),\nnext to a device-to-device copy of the same size measured in the same run:\n")
+    print("\nAchieved bandwidth, GB/s = streaming floor / time (row-local: 2 x the input's bytes forward, 5 x forward "
+          "+ backward;\nBatchNorm: 3 x and 8 x), next to a device-to-device copy of the same size measured in the same "
+          "run:\n")
     paths = ["torch", "autograd", "compiled", "triton"]
     print("| layer | MB | copy GB/s | " + " | ".join(f"{p} fwd | {p} f+b" for p in paths) + " |")
     print("|---|---:|---:|" + "---:|" * (2 * len(paths)))
@@ -256,6 +254,9 @@ def main(argv=None) -> None:
     parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds of timing per measurement")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="GPU: replay the calls from a CUDA graph (no launch overhead) instead of flushing L2")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -266,7 +267,8 @@ def main(argv=None) -> None:
             sys.exit("CUDA is not available")
         devices.remove("cuda")
     for device in devices:
-        print_table(device, run_device(device, args.min_run_time, not args.no_compile))
+        print_table(device, run_device(device, args.min_run_time, not args.no_compile, args.rounds,
+                                       args.cuda_graphs))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,129 @@ def test_rms_norm(dtype, shape, eps):
         _close(got, _grads(lambda *a: torch.nn.functional.rms_norm(a[0], ns, a[1], eps), (x, w), dy), dtype)
 
 
+def _add_norm(kind, fused):
+    """(x, r, w, b) -> (y, h): the fused kernel, or the unfused composition h = x + r, y = norm(h)."""
+    def fn(x, r, w, b, ns, eps):
+        if fused:
+            if kind == "ln":
+                return K.add_layer_norm(x, r, ns, w, b, eps)
+            return K.add_rms_norm(x, r, ns, w, eps)
+        h = x + r
+        return (F.layer_norm(h, ns, w, b, eps) if kind == "ln" else F.rms_norm(h, ns, w, eps)), h
+    return fn
+
+
+ADD_CASES = [(kind, dtype, shape) for kind in ("ln", "rms") for dtype in DTYPES
+             for shape in [(3, 37), (2, 5, 64)]]
+
+
+def _sum_within_one_ulp(h, x, r):
+    """h equals x + r (float32), or lies within one unit in the last place of it (bfloat16: Triton's
+    interpreter truncates a float32 value stored to bfloat16, where compiled kernels and torch round to
+    nearest)."""
+    exact = x.detach().double() + r.detach().double()
+    if h.dtype == torch.float32:
+        torch.testing.assert_close(h.detach(), (x + r).detach(), rtol=0, atol=0)
+    else:
+        ulp = exact.abs() * 2.0 ** -7 + 1e-30
+        assert ((h.detach().double() - exact).abs() <= ulp).all()
+
+
+def _unfused_from(h, kind, w, b, ns, dy, dh, uses):
+    """The composition's outputs and gradients given the sum h: y = norm(h); d(x) = d(residual) =
+    d(norm)/dh + the gradient of the residual output."""
+    hl = h.detach().clone().requires_grad_()
+    y = F.layer_norm(hl, ns, w, b, 1e-5) if kind == "ln" else F.rms_norm(hl, ns, w, 1e-5)
+    params = [t for t in (w, b) if t is not None]
+    if uses == "residual":
+        return (y, h, dh, dh, *[torch.zeros_like(t) for t in params])
+    grads = torch.autograd.grad(y, [hl] + params, dy)
+    d_sum = grads[0] + (dh if uses == "both" else 0)
+    return (y, h, d_sum, d_sum, *grads[1:])
+
+
+ADD_CASES = [(kind, dtype, shape) for kind in ("ln", "rms") for dtype in DTYPES
+             for shape in [(3, 37), (2, 5, 64)]]
+
+
+@pytest.mark.parametrize("kind, dtype, shape", ADD_CASES)
+@pytest.mark.parametrize("uses", ["both", "output", "residual"])
+def test_add_norm_equals_composition(kind, dtype, shape, uses):
+    """Forward: the sum equals x + r and the output equals the norm of that sum. Backward: the gradients of x,
+    the residual, the weight and the bias equal the unfused composition's, with the gradient arriving through
+    the normalized output, the new residual stream, or both (an unused output brings no gradient)."""
+    ns = shape[-1:]
+    torch.manual_seed(0)
+    x = (torch.randn(shape) * 2 + 1).to(dtype).requires_grad_()
+    r = torch.randn(shape).to(dtype).requires_grad_()
+    w = _param(ns, dtype, 1.0)
+    b = _param(ns, dtype) if kind == "ln" else None
+    dy, dh = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+    y, h = _add_norm(kind, True)(x, r, w, b, ns, 1e-5)
+    _sum_within_one_ulp(h, x, r)
+    leaves = [t for t in (x, r, w, b) if t is not None]
+    outs, grad_outs = {"both": ([y, h], [dy, dh]), "output": ([y], [dy]), "residual": ([h], [dh])}[uses]
+    grads = torch.autograd.grad(outs, leaves, grad_outs, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, leaves)]
+    _close((y, h, *grads), _unfused_from(h, kind, w, b, ns, dy, dh, uses), dtype)
+    if dtype == torch.float32:   # and the composition computed from x and r themselves
+        y, h = _add_norm(kind, True)(x, r, w, b, ns, 1e-5)
+        y2, h2 = _add_norm(kind, False)(x, r, w, b, ns, 1e-5)
+        _close((y, h, *torch.autograd.grad([y, h], leaves, [dy, dh])),
+               (y2, h2, *torch.autograd.grad([y2, h2], leaves, [dy, dh])), dtype)
+
+
+# Rows longer than one block: MAX_BLOCK_BYTES lowered so that short rows take the looped kernels, with tiles of
+# LOOP_TILE_BYTES that do not divide the row (a masked tail tile); and one row of 70,000 float32 values (280 KB,
+# more than one 64 KiB block) with the package's own limits.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 37), (12, 40), (2, 3, 100)])
+def test_looped_kernels(monkeypatch, dtype, shape):
+    monkeypatch.setattr(K, "MAX_BLOCK_BYTES", 32)
+    monkeypatch.setattr(K, "LOOP_TILE_BYTES", 32)
+    ns = shape[-1:]
+    assert not K._fits_one_block(shape[-1], torch.empty(0, dtype=dtype).element_size())
+    x = (torch.randn(shape) * 3 + 100).to(dtype).requires_grad_()   # a large mean: Welford must not cancel
+    r = torch.randn(shape).to(dtype).requires_grad_()
+    w, b = _param(ns, dtype, 1.0), _param(ns, dtype)
+    dy, dh = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+    for kernel, book in ((lambda x, w, b: K.layer_norm(x, ns, w, b), lambda x, w, b: F.layer_norm(x, ns, w, b)),
+                         (lambda x, w, b: K.rms_norm(x, ns, w) + b, lambda x, w, b: F.rms_norm(x, ns, w) + b)):
+        _close(_grads(kernel, (x, w, b), dy), _grads(book, (x, w, b), dy), dtype)
+    for kind in ("ln", "rms"):
+        bias = b if kind == "ln" else None
+        y, h = _add_norm(kind, True)(x, r, w, bias, ns, 1e-5)
+        _sum_within_one_ulp(h, x, r)
+        leaves = [t for t in (x, r, w, bias) if t is not None]
+        _close((y, h, *torch.autograd.grad([y, h], leaves, [dy, dh])),
+               _unfused_from(h, kind, w, bias, ns, dy, dh, "both"), dtype)
+
+
+@pytest.mark.parametrize("kind", ["ln", "rms"])
+def test_long_rows(kind):
+    d = 70_000
+    assert not K._fits_one_block(d, 4) and K.looped_launch_config(d, 4) == (4096, 16)
+    torch.manual_seed(0)
+    x = (torch.randn(3, d) * 2 + 5).requires_grad_()
+    w, b = _param(d, torch.float32, 1.0), _param(d, torch.float32)
+    dy = torch.randn(3, d)
+    if kind == "ln":
+        got = _grads(lambda x, w, b: K.layer_norm(x, (d,), w, b), (x, w, b), dy)
+        expected = _grads(lambda x, w, b: torch.nn.functional.layer_norm(x, (d,), w, b), (x, w, b), dy)
+    else:
+        got = _grads(lambda x, w: K.rms_norm(x, (d,), w), (x, w), dy)
+        expected = _grads(lambda x, w: F.rms_norm(x, (d,), w), (x, w), dy)
+    _close(got, expected, torch.float32)
+
+
+def test_add_norm_checks_the_residual():
+    x = torch.randn(4, 6)
+    with pytest.raises(RuntimeError, match="residual must have the input's shape and dtype"):
+        K.add_layer_norm(x, torch.randn(4, 5), (6,))
+    with pytest.raises(RuntimeError, match="residual must have the input's shape and dtype"):
+        K.add_rms_norm(x, torch.randn(4, 6).bfloat16(), (6,))
+
+
 # channels-last 4-D (rows not a multiple of the tile), a 2-D (N, C) input, and a 3-D (N, C, L) input
 @pytest.mark.parametrize("dtype, shape, affine", [
     (dtype, shape, True) for dtype in DTYPES for shape in [(3, 6, 5, 7), (2, 70, 3, 3), (9, 5), (4, 3, 11)]
@@ -101,8 +224,11 @@ def test_launch_config():
     assert K.row_launch_config(37, 4) == (64, 1)
     assert K.row_launch_config(4096, 4) == (4096, 16)
     assert K.row_launch_config(1024, 2) == (1024, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="looped kernels"):
         K.row_launch_config(20000, 4)
+    assert K.looped_launch_config(20000, 4) == (4096, 16)
+    assert K.looped_launch_config(70000, 2) == (8192, 16)
+    assert K._fits_one_block(16384, 4) and not K._fits_one_block(16385, 4)
 
 
 def test_float64_rejected():
@@ -190,6 +316,8 @@ KERNEL_FUNCTIONS = {   # each Function, called through its wrapper on a small fl
     "LayerNormFunction": lambda x, w: K.layer_norm(x, x.shape[-1:], w, None),
     "RMSNormFunction": lambda x, w: K.rms_norm(x, x.shape[-1:], w),
     "BatchNormFunction": lambda x, w: K.batch_norm(x, None, None, w, None, True, 0.1, 1e-5),
+    "AddNormFunction": lambda x, w: K.add_layer_norm(x, torch.ones_like(x), x.shape[-1:], w, None)[0],
+    "AddNormFunction(rms)": lambda x, w: K.add_rms_norm(x, torch.ones_like(x), x.shape[-1:], w)[0],
 }
 
 
@@ -200,7 +328,7 @@ def test_create_graph_raises(name, loss):
     derivative) raises instead of returning a wrong one."""
     x, w = (torch.randn(6, 5) + 1).requires_grad_(), _param(5, torch.float32, 1.0)
     y = KERNEL_FUNCTIONS[name](x, w)
-    assert type(y.grad_fn).__name__ == name + "Backward"
+    assert type(y.grad_fn).__name__ == name.split("(")[0] + "Backward"
     c = torch.randn_like(y)
     loss_value = (c * y * y).sum() if loss == "quadratic" else (c * y).sum()
     with pytest.raises(RuntimeError, match="double backward is not supported"):

@@ -220,17 +220,16 @@ def test_grading_runtime_restores_patched_libraries_and_uses_its_private_checker
 
 
 def test_grading_runtime_forbids_what_the_answer_cell_declares():
-    def population_stats(batches):
-        bn = torch.nn.BatchNorm1d(batches[0].shape[1], momentum=None).double()
-        for b in batches:
-            bn(b.reshape(b.shape[0], b.shape[1], -1) if b.dim() > 2 else b)
-        return bn.running_mean, bn.running_var
+    def fold(weight, bias, bn):  # right, with torch's batch norm computing the new bias (check_fold allows it)
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        b = torch.zeros_like(s) if bias is None else bias
+        b = torch.nn.functional.batch_norm(b[None], bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0,
+                                           bn.eps)[0]
+        return weight * s.view(-1, *[1] * (weight.dim() - 1)), b
 
-    normbook_grading.grade({"population_stats": population_stats}, "ch04.check_population_stats",
-                           "population_stats")  # allowed without the declaration
+    normbook_grading.grade({"fold": fold}, "ch04.check_fold", "fold")  # allowed without the declaration
     with pytest.raises(AssertionError, match="without torch's normalization layers"):
-        normbook_grading.grade({"population_stats": population_stats}, "ch04.check_population_stats",
-                               "population_stats", ["torch-norm"])
+        normbook_grading.grade({"fold": fold}, "ch04.check_fold", "fold", ["torch-norm"])
 
 
 # --------------------------------------------------------------------------- the instructor edition's pieces

@@ -3,7 +3,8 @@
 * ``normbook.functional`` is plain tensor code: autograd differentiates it to any order. Every layer passes
   ``torch.autograd.gradgradcheck`` in float64 and gives torch's second derivative.
 * Every custom ``torch.autograd.Function`` of normbook (the closed-form backward passes of ``normbook.autograd``,
-  the SyncBatchNorm Function of ``normbook.distributed``, the Triton Functions of ``normbook.kernels``) computes
+  the SyncBatchNorm Function of ``normbook.distributed``, the Triton Functions of ``normbook.kernels``, chapter 10's
+  compile-friendly Functions in ``normbook.book.ch10``) computes
   its gradient from tensors saved in ``forward`` without a graph, so a graph built through it would give a wrong
   second derivative. Each one raises instead, at the backward pass that asks for the graph (``create_graph=True``).
   The Triton Functions are tested under Triton's interpreter in tests/kernels_interpreted.py.
@@ -198,6 +199,11 @@ COVERED = {   # (module file, class) -> (test file, test)
     ("kernels.py", "LayerNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
     ("kernels.py", "RMSNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
     ("kernels.py", "BatchNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
+    ("kernels.py", "AddNormFunction"): ("kernels_interpreted.py", "test_create_graph_raises"),
+    ("ch10.py", "LayerNormFunction"): ("test_ch10.py", "test_create_graph_raises"),
+    ("ch10.py", "RMSNormFunction"): ("test_ch10.py", "test_create_graph_raises"),
+    ("ch10.py", "GroupNormFunction"): ("test_ch10.py", "test_create_graph_raises"),
+    ("ch10.py", "BatchNormFunction"): ("test_ch10.py", "test_create_graph_raises"),
 }
 
 

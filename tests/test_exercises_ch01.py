@@ -7,12 +7,13 @@ from normbook.book.exercises import ch01
 TYPES = (nn.ReLU, nn.Sigmoid, nn.Tanh)
 
 
-def _stds(model, x, types=TYPES, double=True):
+def _stds(model, x, types=TYPES, double=True, inputs=True):
     stds, handles = [], []
     for m in model.modules():
         if isinstance(m, types):
             handles.append(m.register_forward_hook(
-                lambda mod, i, o: stds.append((o.double() if double else o).std().item())))
+                lambda mod, i, o: stds.append(((i[0] if inputs else o).double() if double
+                                               else (i[0] if inputs else o)).std().item())))
     with torch.no_grad():
         model(x)
     for h in handles:
@@ -24,8 +25,12 @@ def stds_right(model, x):
     return _stds(model, x)
 
 
-def stds_float32(model, x):  # output.std() in the output's own precision
+def stds_float32(model, x):  # input.std() in the input's own precision
     return _stds(model, x, double=False)
+
+
+def stds_of_outputs(model, x):  # the page's measurement: what leaves the nonlinearity
+    return _stds(model, x, inputs=False)
 
 
 @torch.no_grad()
@@ -33,28 +38,29 @@ def stds_hooks_left(model, x):  # forgets to remove its hooks
     stds = []
     for m in model.modules():
         if isinstance(m, TYPES):
-            m.register_forward_hook(lambda mod, i, o: stds.append(o.double().std().item()))
+            m.register_forward_pre_hook(lambda mod, i: stds.append(i[0].double().std().item()))
     model(x)
     return stds
 
 
-def stds_on_linear(model, x):  # records the linear layers' outputs
+def stds_on_linear(model, x):  # records the linear layers' inputs
     return _stds(model, x, types=nn.Linear)
 
 
-def test_layer_stds_checker(capsys):
-    assert ch01.check_layer_stds(stds_right)
+def test_preactivation_stds_checker(capsys):
+    assert ch01.check_preactivation_stds(stds_right)
     assert "PASS" in capsys.readouterr().out
-    result = ch01.check_layer_stds(stds_hooks_left)
+    result = ch01.check_preactivation_stds(stds_hooks_left)
     assert not result and "hook" in result.failures[0][1]
     assert "FAIL" in capsys.readouterr().out
-    assert not ch01.check_layer_stds(stds_on_linear, verbose=False)
+    assert not ch01.check_preactivation_stds(stds_on_linear, verbose=False)
+    assert not ch01.check_preactivation_stds(stds_of_outputs, verbose=False)
 
 
-def test_layer_stds_checker_catches_a_float32_std():
+def test_preactivation_stds_checker_catches_a_float32_std():
     """Only the case built to overflow tells a float32 std from a float64 one: there the float32 sum of a layer's
     values overflows (std() computes the mean from it) while every value is finite."""
-    result = ch01.check_layer_stds(stds_float32, verbose=False)
+    result = ch01.check_preactivation_stds(stds_float32, verbose=False)
     assert not result and len(result.failures) == 1
     label, message = result.failures[0]
     assert "float32 max" in label and "is inf" in message and "precision" in message
@@ -85,19 +91,3 @@ def test_update_to_data_checker(capsys):
     assert "FAIL" in capsys.readouterr().out
     result = ch01.check_update_to_data(update_twice, verbose=False)
     assert not result and "2 times" in result.failures[0][1]
-
-
-def ratios_right(model):
-    return [(m.weight.grad.std() / m.weight.std()).item() for m in model.modules() if isinstance(m, nn.Linear)]
-
-
-def ratios_norms(model):  # norms instead of standard deviations
-    return [(m.weight.grad.norm() / m.weight.norm() * 10).item() for m in model.modules()
-            if isinstance(m, nn.Linear)]
-
-
-def test_grad_to_data_checker(capsys):
-    assert ch01.check_grad_to_data(ratios_right)
-    assert "PASS" in capsys.readouterr().out
-    assert not ch01.check_grad_to_data(ratios_norms)
-    assert "FAIL" in capsys.readouterr().out

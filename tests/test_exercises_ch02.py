@@ -5,27 +5,53 @@ import torch.nn.functional as F
 from normbook.book.exercises import ch02
 
 
-def forward_right(x, gamma, beta, eps):
-    dims = [0] + list(range(2, x.dim()))
-    shape = [1, -1] + [1] * (x.dim() - 2)
+def forward_cl_right(x, gamma, beta, eps):  # channels last: every dim but the last
+    dims = tuple(range(x.dim() - 1))
     mean = x.mean(dims, keepdim=True)
     var = x.var(dims, unbiased=False, keepdim=True)
-    return gamma.reshape(shape) * (x - mean) / torch.sqrt(var + eps) + beta.reshape(shape)
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
 
 
-def forward_unbiased(x, gamma, beta, eps):  # the unbiased variance: wrong for BN
+def forward_cl_unbiased(x, gamma, beta, eps):  # the unbiased variance: wrong for BN
+    dims = tuple(range(x.dim() - 1))
+    mean = x.mean(dims, keepdim=True)
+    return gamma * (x - mean) / torch.sqrt(x.var(dims, keepdim=True) + eps) + beta
+
+
+def forward_channels_first(x, gamma, beta, eps):  # the page's convention applied to a channels-last input
+    dims = [0] + list(range(2, x.dim()))
+    mean = x.mean(dims, keepdim=True)
+    var = x.var(dims, unbiased=False, keepdim=True)
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+
+
+def forward_cl_torch(x, gamma, beta, eps):  # right numbers, but torch's layer does the work
+    return F.batch_norm(x.movedim(-1, 1), None, None, gamma, beta, training=True, eps=eps).movedim(1, -1)
+
+
+def _nd(dy, x, gamma, eps):
     dims = [0] + list(range(2, x.dim()))
     shape = [1, -1] + [1] * (x.dim() - 2)
-    mean = x.mean(dims, keepdim=True)
-    var = x.var(dims, keepdim=True)
-    return gamma.reshape(shape) * (x - mean) / torch.sqrt(var + eps) + beta.reshape(shape)
+    r = 1 / torch.sqrt(x.var(dims, unbiased=False, keepdim=True) + eps)
+    x_hat = (x - x.mean(dims, keepdim=True)) * r
+    return dims, shape, r, x_hat, dy.sum(dims), (dy * x_hat).sum(dims)
 
 
-def forward_torch(x, gamma, beta, eps):  # right numbers, but torch's layer does the work
-    return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+def backward_right(dy, x, gamma, eps):  # (N, C, *): n values per channel
+    dims, shape, r, x_hat, dbeta, dgamma = _nd(dy, x, gamma, eps)
+    n = x.numel() // x.shape[1]
+    dx = gamma.reshape(shape) * r / n * (n * dy - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+    return dx, dgamma, dbeta
 
 
-def backward_right(dy, x, gamma, eps):
+def backward_n_is_batch_size(dy, x, gamma, eps):  # the (N, C) formula's n = N, wrong with positions
+    dims, shape, r, x_hat, dbeta, dgamma = _nd(dy, x, gamma, eps)
+    n = x.shape[0]
+    dx = gamma.reshape(shape) * r / n * (n * dy - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+    return dx, dgamma, dbeta
+
+
+def backward_2d_only(dy, x, gamma, eps):  # the page's (N, C) backward
     n = x.shape[0]
     r = 1 / torch.sqrt(x.var(0, unbiased=False) + eps)
     x_hat = (x - x.mean(0)) * r
@@ -34,11 +60,9 @@ def backward_right(dy, x, gamma, eps):
 
 
 def backward_no_variance_path(dy, x, gamma, eps):  # forgets the path through sigma^2
-    n = x.shape[0]
-    r = 1 / torch.sqrt(x.var(0, unbiased=False) + eps)
-    x_hat = (x - x.mean(0)) * r
-    dbeta, dgamma = dy.sum(0), (dy * x_hat).sum(0)
-    return gamma * r / n * (n * dy - dbeta), dgamma, dbeta
+    dims, shape, r, x_hat, dbeta, dgamma = _nd(dy, x, gamma, eps)
+    n = x.numel() // x.shape[1]
+    return gamma.reshape(shape) * r / n * (n * dy - dbeta.reshape(shape)), dgamma, dbeta
 
 
 def backward_autograd(dy, x, gamma, eps):  # right numbers, but autograd does the work
@@ -48,17 +72,20 @@ def backward_autograd(dy, x, gamma, eps):  # right numbers, but autograd does th
     return torch.autograd.grad(y, (x, gamma, beta), dy)
 
 
-def test_forward_checker(capsys):
-    assert ch02.check_batch_norm_forward(forward_right)
+def test_forward_channels_last_checker(capsys):
+    assert ch02.check_batch_norm_forward_channels_last(forward_cl_right)
     assert "PASS" in capsys.readouterr().out
-    result = ch02.check_batch_norm_forward(forward_unbiased)
+    result = ch02.check_batch_norm_forward_channels_last(forward_cl_unbiased)
     assert not result and "FAIL" in capsys.readouterr().out and "biased" in result.hint
+    result = ch02.check_batch_norm_forward_channels_last(forward_channels_first, verbose=False)
+    assert not result and len(result.failures) >= 3  # right for (N, C) only
 
 
 def test_forward_checker_rejects_torchs_batch_norm():
-    result = ch02.check_batch_norm_forward(forward_torch, verbose=False)
-    assert not result and "batch_norm was called" in result.failures[0][1]
-    assert F.batch_norm is not None and ch02.check_batch_norm_forward(forward_right, verbose=False)  # restored
+    result = ch02.check_batch_norm_forward_channels_last(forward_cl_torch, verbose=False)
+    assert not result and "ForbiddenCall" in result.failures[0][1] and "batch_norm" in result.failures[0][1]
+    assert ch02.check_batch_norm_forward_channels_last.forbids == ("torch-norm",)
+    assert ch02.check_batch_norm_forward_channels_last(forward_cl_right, verbose=False)  # restored
 
 
 def test_backward_checker(capsys):
@@ -70,9 +97,17 @@ def test_backward_checker(capsys):
     assert "dx =" not in result.hint  # the hint points at the terms, it does not print the formula
 
 
+def test_backward_checker_asks_for_the_convolutional_case():
+    result = ch02.check_batch_norm_backward(backward_n_is_batch_size, verbose=False)
+    assert not result and all("dx" in message for _, message in result.failures)
+    assert len(result.failures) == 4  # only the (N, C) case passes
+    assert not ch02.check_batch_norm_backward(backward_2d_only, verbose=False)
+
+
 def test_backward_checker_rejects_autograd():
     result = ch02.check_batch_norm_backward(backward_autograd, verbose=False)
     assert not result and all("without autograd" in message for _, message in result.failures)
+    assert ch02.check_batch_norm_backward.forbids == ("autograd",)
     x = torch.randn(4, 2, requires_grad=True)  # autograd works again after the check
     (x ** 2).sum().backward()
     assert torch.equal(x.grad, 2 * x)

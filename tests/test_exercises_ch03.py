@@ -5,10 +5,21 @@ from torch import nn
 from normbook.book.exercises import ch03
 
 
+def dims_right(ndim, channel_dim):
+    return tuple(d for d in range(ndim) if d != channel_dim % ndim)
+
+
 def test_reduction_dims():
-    assert ch03.check_reduction_dims(lambda ndim: (0,) + tuple(range(2, ndim)), verbose=False)
-    assert not ch03.check_reduction_dims(lambda ndim: tuple(range(1, ndim)), verbose=False)  # per example
-    assert not ch03.check_reduction_dims(lambda ndim: (0,), verbose=False)                   # per position
+    assert ch03.check_reduction_dims(dims_right, verbose=False)
+    # the page's channels-first answer: right for channel_dim=1 only
+    result = ch03.check_reduction_dims(lambda ndim, c: (0,) + tuple(range(2, ndim)), verbose=False)
+    assert not result and all("channel_dim=1" not in label for label, _ in result.failures)
+    # a negative channel_dim compared as it is: every dim stays in, the mean has no channel dim
+    result = ch03.check_reduction_dims(lambda ndim, c: tuple(d for d in range(ndim) if d != c), verbose=False)
+    assert not result and all("channel_dim=-" in label for label, _ in result.failures)
+    assert not ch03.check_reduction_dims(lambda ndim, c: tuple(d for d in range(1, ndim) if d != c % ndim),
+                                         verbose=False)                                   # the batch dim kept
+    assert not ch03.check_reduction_dims(lambda ndim, c: [0.0], verbose=False)           # not ints
 
 
 class Right(nn.Module):
@@ -49,3 +60,15 @@ def test_batch_norm_module():
     assert not ch03.check_batch_norm_module(lambda c: Right(c, unbiased=False), verbose=False)
     assert not ch03.check_batch_norm_module(PlainAttribute, verbose=False)
     assert not ch03.check_batch_norm_module(lambda c: Right(c, momentum=0.9), verbose=False)
+
+
+class TorchInside(nn.BatchNorm1d):  # the right numbers from torch's layer
+    def _check_input_dim(self, input):
+        pass
+
+
+def test_batch_norm_module_rejects_torchs_layer():
+    result = ch03.check_batch_norm_module(TorchInside, verbose=False)
+    assert not result and all("ForbiddenCall" in message for _, message in result.failures)
+    assert ch03.check_batch_norm_module.forbids == ("torch-norm",)
+    assert ch03.check_batch_norm_module(Right, verbose=False)  # torch's layers restored

@@ -67,3 +67,37 @@ def test_fold():
         assert ch04.check_fold(fold, verbose=False)
         assert not ch04.check_fold(fold_no_eps, verbose=False)
         assert not ch04.check_fold(fold_forgets_bias, verbose=False)
+
+
+def fold_then_reset(weight, bias, bn):  # right answer, but it leaves the checker's BatchNorm changed
+    out = fold(weight, bias, bn)
+    with torch.no_grad():
+        bn.running_var.fill_(1.0)
+    return out
+
+
+def fold_switches_to_train(weight, bias, bn):
+    out = fold(weight, bias, bn)
+    bn.train()
+    return out
+
+
+def test_fold_must_leave_the_module_as_it_was():
+    with torch.no_grad():
+        result = ch04.check_fold(fold_then_reset, verbose=False)
+    assert not result and all("changed its BatchNorm (running_var)" in m for _, m in result.failures)
+    with torch.no_grad():
+        result = ch04.check_fold(fold_switches_to_train, verbose=False)
+    assert not result and "training" in result.failures[0][1]
+
+
+def update_by_torch(rm, rv, x, momentum):
+    torch.nn.functional.batch_norm(x, rm, rv, training=True, momentum=momentum)
+    return rm, rv
+
+
+def test_running_statistics_checkers_forbid_torchs_layers():
+    result = ch04.check_running_update(update_by_torch, verbose=False)
+    assert not result and all("ForbiddenCall" in m for _, m in result.failures)
+    assert ch04.check_running_update.forbids == ch04.check_population_stats.forbids == ("torch-norm",)
+    assert ch04.check_running_update(update, verbose=False)  # restored after the check

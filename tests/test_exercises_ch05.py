@@ -1,4 +1,6 @@
 """Chapter 5's checkers: a right implementation passes, a wrong one fails."""
+import re
+
 import torch
 
 from normbook.book.exercises import ch05
@@ -23,23 +25,61 @@ def group_norm_transposed(x, num_groups, weight, bias, eps=1e-5):    # groups of
     return y * weight.view(shape) + bias.view(shape)
 
 
+def group_norm_from_layer_norm(x, num_groups, weight, bias, eps=1e-5):  # the exercise's intended route
+    N, C = x.shape[:2]
+    groups = x.reshape(N, num_groups, -1)
+    y = torch.nn.functional.layer_norm(groups, groups.shape[-1:], eps=eps).reshape_as(x)
+    shape = (1, C) + (1,) * (x.dim() - 2)
+    return y * weight.view(shape) + bias.view(shape)
+
+
+def group_norm_by_torch(x, num_groups, weight, bias, eps=1e-5):
+    return torch.nn.functional.group_norm(x, num_groups, weight, bias, eps)
+
+
 def test_group_norm():
     assert ch05.check_group_norm(group_norm, verbose=False)
+    assert ch05.check_group_norm(group_norm_from_layer_norm, verbose=False)
     assert not ch05.check_group_norm(group_norm_transposed, verbose=False)
 
 
-def rms_norm(x, weight, eps):
+def test_group_norm_checker_forbids_torchs_group_norm_only():
+    result = ch05.check_group_norm(group_norm_by_torch, verbose=False)
+    assert not result and all("ForbiddenCall" in m and "group_norm" in m for _, m in result.failures)
+    assert "torch.nn.functional.group_norm" in ch05.check_group_norm.forbids
+    assert "torch.nn.functional.layer_norm" not in ch05.check_group_norm.forbids
+
+
+def _dims(normalized_shape):
+    return tuple(range(-len(normalized_shape), 0))
+
+
+def rms_norm(x, normalized_shape, weight, eps):
+    return x / torch.sqrt(x.pow(2).mean(_dims(normalized_shape), keepdim=True) + eps) * weight
+
+
+def rms_norm_last_dim_only(x, normalized_shape, weight, eps):  # the page's RMSNorm: right for one dim only
     return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
-def rms_norm_centered(x, weight, eps):
-    x = x - x.mean(-1, keepdim=True)
-    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+def rms_norm_centered(x, normalized_shape, weight, eps):
+    x = x - x.mean(_dims(normalized_shape), keepdim=True)
+    return x / torch.sqrt(x.pow(2).mean(_dims(normalized_shape), keepdim=True) + eps) * weight
+
+
+def rms_norm_by_torch(x, normalized_shape, weight, eps):
+    return torch.nn.functional.rms_norm(x, normalized_shape, weight, eps)
 
 
 def test_rms_norm():
     assert ch05.check_rms_norm(rms_norm, verbose=False)
     assert not ch05.check_rms_norm(rms_norm_centered, verbose=False)
+    result = ch05.check_rms_norm(rms_norm_last_dim_only, verbose=False)
+    assert not result and len(result.failures) == 3  # the cases over two or three trailing dims
+    assert all(re.search(r"normalized_shape=\(\d+, \d+", label) for label, _ in result.failures)
+    result = ch05.check_rms_norm(rms_norm_by_torch, verbose=False)
+    assert not result and all("ForbiddenCall" in m for _, m in result.failures)
+    assert ch05.check_rms_norm.forbids == ("torch-norm",)
 
 
 def rms_norm_backward(dy, x, weight, eps):

@@ -257,6 +257,17 @@ def test_po_checker(msgstr, problem):
         assert any(problem in p for p in problems), problems
 
 
+@pytest.mark.parametrize("msgstr, ok", [
+    ("**数据**。实验使用 Fashion-MNIST。", True),
+    ("**数据。** 实验使用 Fashion-MNIST。", True),
+    ("**数据。**实验使用 Fashion-MNIST。", False),  # CommonMark leaves this ** open: the page shows the asterisks
+    ("数据。实验使用 Fashion-MNIST。", False),
+])
+def test_po_checker_bold_before_cjk(msgstr, ok):
+    problems = po_check.entry_problems("**Data.** The experiments use Fashion-MNIST.", msgstr)
+    assert (problems == []) == ok, problems
+
+
 def test_po_checker_counts_prose():
     assert not po_check.has_prose("{glue:text}`ch6_e1_bn_test_acc`")
     assert not po_check.has_prose("\n\\mathrm{BN}(x) = \\gamma\\,\\hat x + \\beta\n")  # display math

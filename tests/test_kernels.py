@@ -72,3 +72,44 @@ def test_batch_norm_cuda(dtype, shape):
                         x, [w, b], dy)
     _close(got, expected, dtype)
     _close(bufs[0], bufs[1], dtype)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(4096, 1024), (33, 3000), (64, 65536)])
+@pytest.mark.parametrize("kind", ["ln", "rms"])
+def test_add_norm_cuda(dtype, shape, kind):
+    """The fused residual add + norm against the unfused composition, compiled, on real shapes (rows of 65,536
+    values take the looped kernels)."""
+    from normbook import kernels as K
+    d = shape[-1]
+    x, r = (torch.randn(shape, device="cuda").to(dtype).requires_grad_() for _ in range(2))
+    w = (torch.rand(d, device="cuda") + 0.5).to(dtype).requires_grad_()
+    b = torch.randn(d, device="cuda").to(dtype).requires_grad_() if kind == "ln" else None
+    dy, dh = torch.randn(shape, device="cuda").to(dtype), torch.randn(shape, device="cuda").to(dtype)
+    leaves = [t for t in (x, r, w, b) if t is not None]
+
+    def run(fused):
+        if fused:
+            y, h = (K.add_layer_norm(x, r, (d,), w, b) if kind == "ln" else K.add_rms_norm(x, r, (d,), w, 1e-6))
+        else:
+            h = x + r
+            y = (torch.nn.functional.layer_norm(h, (d,), w, b) if kind == "ln"
+                 else F.rms_norm(h, (d,), w, 1e-6))
+        return (y, h) + torch.autograd.grad([y, h], leaves, [dy, dh])
+    _close(run(True), run(False), dtype)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_long_rows_cuda(dtype):
+    from normbook import kernels as K
+    d = 65536 + 17
+    x = torch.randn(48, d, device="cuda").to(dtype).requires_grad_()
+    w = (torch.rand(d, device="cuda") + 0.5).to(dtype).requires_grad_()
+    b = torch.randn(d, device="cuda").to(dtype).requires_grad_()
+    dy = torch.randn(48, d, device="cuda").to(dtype)
+    _close(_fwd_bwd(lambda x, w, b: K.layer_norm(x, (d,), w, b), x, [w, b], dy),
+           _fwd_bwd(lambda x, w, b: torch.nn.functional.layer_norm(x, (d,), w, b), x, [w, b], dy), dtype)
+    _close(_fwd_bwd(lambda x, w: K.rms_norm(x, (d,), w), x, [w], dy),
+           _fwd_bwd(lambda x, w: F.rms_norm(x, (d,), w), x, [w], dy), dtype)

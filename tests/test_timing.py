@@ -66,3 +66,78 @@ def test_timing_prints_nothing_in_a_fresh_process():
     assert out.returncode == 0, out.stderr
     assert "No CUDA runtime" not in out.stderr
     assert out.stdout.strip() == "0"   # the filter is gone after the import
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The GPU path: its measurement loop runs here with a host clock and a recording flush in place of CUDA's
+# ---------------------------------------------------------------------------------------------------------------
+class _FakeEvent:
+    """A stand-in for torch.cuda.Event: records a logical clock tick; elapsed_time in milliseconds."""
+    clock = [0.0]
+
+    def record(self):
+        self.t = _FakeEvent.clock[0]
+
+    def elapsed_time(self, end):
+        return (end.t - self.t) * 1e3
+
+
+def test_event_rounds_flush_before_every_timed_call_and_interleave():
+    from normbook.timing import _event_rounds
+    log = []
+
+    def fn(name, seconds):
+        def run():
+            log.append(name)
+            _FakeEvent.clock[0] += seconds     # the "kernel" takes this long on the fake clock
+        return run
+
+    def flush():
+        log.append("flush")
+        _FakeEvent.clock[0] += 100.0           # the flush is outside the events: it must not count
+
+    out = _event_rounds({"a": fn("a", 0.002), "b": fn("b", 0.005)}, 3, {"a": 2, "b": 1}, flush, _FakeEvent,
+                        lambda: log.append("sync"))
+    one_round = ["flush", "a", "flush", "a", "sync", "flush", "b", "sync"]
+    assert log == one_round * 3
+    assert out["a"] == pytest.approx([0.002] * 3) and out["b"] == pytest.approx([0.005] * 3)
+
+
+def test_event_rounds_without_flush():
+    from normbook.timing import _event_rounds
+    calls = []
+    out = _event_rounds({"a": lambda: calls.append(1)}, 2, {"a": 4}, None, _FakeEvent, lambda: None)
+    assert len(calls) == 8 and len(out["a"]) == 2
+
+
+def test_l2_flush_bytes():
+    from normbook.timing import l2_flush_bytes
+    assert l2_flush_bytes(50 * 2 ** 20) == 256 * 2 ** 20          # an H100's 50 MiB L2: do_bench's 256 MiB
+    assert l2_flush_bytes(200 * 2 ** 20) == 400 * 2 ** 20         # larger caches: twice the L2
+    with pytest.raises(ValueError):
+        l2_flush_bytes(-1)
+
+
+def test_cuda_times_checks_its_arguments_then_needs_a_gpu():
+    from normbook.timing import cuda_times
+    with pytest.raises(ValueError):
+        cuda_times({})
+    with pytest.raises(ValueError):
+        cuda_times({"a": lambda: None}, repeats=0)
+    with pytest.raises(TypeError):
+        cuda_times({"a": 3})
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+            cuda_times({"a": lambda: None})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_cuda_times_on_a_gpu(cuda_graph):
+    from normbook.timing import cuda_times
+    x = torch.randn(1 << 20, device="cuda")
+    y = torch.empty_like(x)
+    result = cuda_times({"copy": lambda: y.copy_(x), "add": lambda: torch.add(x, 1, out=y)}, repeats=3,
+                        number=4, cuda_graph=cuda_graph)
+    assert set(result) == {"copy", "add"}
+    assert all(r.repeats == 3 and r.number == 4 and r.min > 0 for r in result.values())

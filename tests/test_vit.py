@@ -102,3 +102,96 @@ def test_bad_arguments():
         models.TransformerBlock(8, 2, placement="middle")
     with pytest.raises(ValueError):
         models.SelfAttention(10, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The alternatives to normalization placement (chapter 9): additive options, defaults unchanged
+# ---------------------------------------------------------------------------------------------------------------
+def test_default_state_dict_is_unchanged():
+    keys = set(models.vit("ln", "pre").state_dict())
+    assert not any(k.split(".")[2].startswith(("scale", "out_norm")) for k in keys if k.startswith("blocks."))
+
+
+def test_sandwich_adds_a_norm_at_the_end_of_each_branch():
+    torch.manual_seed(0)
+    block = models.TransformerBlock(16, 2, "ln", "sandwich")
+    x = torch.randn(3, 5, 16) * 10
+    h = x + block.out_norm1(block.attn(block.norm1(x)))
+    torch.testing.assert_close(block(x), h + block.out_norm2(block.mlp(block.norm2(h))))
+    assert isinstance(models.vit("ln", "sandwich").final_norm, nn.LayerNorm)
+
+
+def test_rezero_starts_as_the_identity_and_layerscale_at_its_init():
+    torch.manual_seed(0)
+    block = models.TransformerBlock(16, 2, "ln", "none", branch_scale="rezero")
+    assert isinstance(block.norm1, nn.Identity) and block.scale1.scale.shape == ()
+    x = torch.randn(3, 5, 16)
+    torch.testing.assert_close(block(x), x)                      # alpha = 0: the block is the identity
+    vit_rz = models.vit("ln", "none", branch_scale="rezero")
+    assert isinstance(vit_rz.final_norm, nn.Identity)
+    assert not any(isinstance(m, (nn.LayerNorm, nbnn.LayerNorm)) for m in vit_rz.modules())
+    ls = models.TransformerBlock(16, 2, "ln", "pre", branch_scale="layerscale", scale_init=1e-3)
+    assert ls.scale2.scale.shape == (16,) and torch.all(ls.scale2.scale == 1e-3)
+    with torch.no_grad():
+        expected = x + 1e-3 * ls.attn(ls.norm1(x))
+        expected = expected + 1e-3 * ls.mlp(ls.norm2(expected))
+    torch.testing.assert_close(ls(x), expected)
+    with pytest.raises(ValueError):
+        models.BranchScale(16, "skipinit")
+
+
+def test_deepnorm_alpha_and_beta():
+    n = 6
+    torch.manual_seed(0)
+    deep = models.vit("ln", "deepnorm", depth=n)
+    torch.manual_seed(0)
+    plain = models.vit("ln", "post", depth=n)
+    alpha, beta = (2 * n) ** 0.25, (8 * n) ** -0.25
+    block, ref = deep.blocks[2], plain.blocks[2]
+    assert block.alpha == pytest.approx(alpha)
+    d = 64
+    torch.testing.assert_close(block.attn.qkv.weight[:2 * d], ref.attn.qkv.weight[:2 * d])   # q, k: gain 1
+    torch.testing.assert_close(block.attn.qkv.weight[2 * d:], beta * ref.attn.qkv.weight[2 * d:])
+    for a, b in ((block.attn.proj, ref.attn.proj), (block.mlp[0], ref.mlp[0]), (block.mlp[2], ref.mlp[2])):
+        torch.testing.assert_close(a.weight, beta * b.weight)
+    x = torch.randn(2, 16, d)
+    h = block.norm1(alpha * x + block.attn(x))
+    torch.testing.assert_close(block(x), block.norm2(alpha * h + block.mlp(h)))
+
+
+def test_tfixup_scales_the_branches_without_norms():
+    n = 4
+    torch.manual_seed(0)
+    tf = models.vit("ln", "none", depth=n, init="tfixup")
+    torch.manual_seed(0)
+    ref = models.vit("ln", "none", depth=n)
+    gain = 0.67 * n ** -0.25
+    torch.testing.assert_close(tf.blocks[0].mlp[2].weight, gain * ref.blocks[0].mlp[2].weight)
+    torch.testing.assert_close(tf.embed.weight, ref.embed.weight)
+    with pytest.raises(ValueError):
+        models.vit(init="fixup")
+
+
+def test_softcap_bounds_the_logits_the_softmax_sees():
+    torch.manual_seed(0)
+    attn = models.SelfAttention(16, 2, softcap=5.0)
+    with torch.no_grad():
+        attn.qkv.weight.mul_(100)
+    attn(torch.randn(2, 6, 16))
+    assert attn.max_raw_logit > 50 and attn.max_logit <= 5.0
+    with pytest.raises(ValueError):
+        models.SelfAttention(16, 2, softcap=0.0)
+
+
+@pytest.mark.parametrize("lib", [nn, nbnn])
+def test_bias_free_norms_and_eps(lib):
+    m = models.vit("ln", "pre", layers=lib, norm_bias=False, eps=1e-3)
+    norms = [mod for mod in m.modules() if isinstance(mod, lib.LayerNorm)]
+    assert len(norms) == 2 * 4 + 1
+    assert all(mod.bias is None and mod.eps == 1e-3 for mod in norms)
+    assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_placement_is_checked():
+    with pytest.raises(ValueError, match="placement must be one of"):
+        models.TransformerBlock(8, 2, placement="middle")

@@ -10,6 +10,8 @@ A translation must keep what the English message's markup means. For every trans
 - every inline math span (``$...$``) and every code span (```` `...` ````) of the msgid is in the msgstr, as often;
 - the backticks and the unescaped ``$`` of the msgstr are balanced (an unclosed span would swallow the rest of
   the paragraph);
+- every bold span of the msgid is one in the msgstr as CommonMark parses it (``**实验。**一个`` shows
+  its asterisks: a closing ``**`` after full-width punctuation needs a space or punctuation after it);
 - ``msgfmt -c`` accepts the file (syntax, header, format strings).
 
 Sphinx's strict build already fails on a dropped citation or a wrong glue key; it does not notice an unclosed
@@ -218,6 +220,21 @@ def unbalanced(text: str) -> list[str]:
     return problems
 
 
+def emphasis(text: str) -> Counter:
+    """How many bold and italic spans CommonMark (markdown-it, as MyST parses) finds in a message, math taken out.
+    Chinese text needs care here: ``**实验。**一个`` is not bold in CommonMark (a closing ``**`` after punctuation
+    must be followed by whitespace or punctuation), and shows its asterisks; ``**实验**。一个`` is."""
+    from markdown_it import MarkdownIt
+
+    rest = DISPLAY.sub(" M ", CODE.sub(lambda m: m.group(0), text))
+    rest = MATH.sub(" M ", rest)
+    tokens = MarkdownIt("commonmark").parseInline(rest)
+    children = [t for tok in tokens for t in (tok.children or [])]
+    counts = Counter(t.type for t in children if t.type in ("strong_open", "em_open"))
+    counts["literal **"] = sum(t.content.count("**") for t in children if t.type == "text")
+    return counts
+
+
 def entry_problems(msgid: str, msgstr: str) -> list[str]:
     problems = []
     want, got = Counter(roles(msgid)), Counter(roles(msgstr))
@@ -231,6 +248,11 @@ def entry_problems(msgid: str, msgstr: str) -> list[str]:
             shown = f"${span}$" if kind == "math" else f"`{span}`"
             problems.append(f"{kind} {shown} missing" + (f" ({n}x)" if n > 1 else ""))
     problems += unbalanced(msgstr)
+    # bold only: an italic title may rightly become 《…》
+    want_e, got_e = emphasis(msgid), emphasis(msgstr)
+    if got_e["strong_open"] < want_e["strong_open"] or got_e["literal **"] > want_e["literal **"]:
+        problems.append("a bold span of the English shows its ** instead: CommonMark closes ** before CJK text only"
+                        " after a letter, not after 。：，(write **实验**。, the punctuation outside)")
     return problems
 
 

@@ -1,37 +1,52 @@
-"""Triton kernels for LayerNorm, RMSNorm and channels-last BatchNorm (training), forward and backward.
+"""Triton kernels for LayerNorm, RMSNorm (also fused with the residual add) and channels-last BatchNorm (training),
+forward and backward.
 
 Each layer is an ``autograd.Function`` wrapped in a function with ``normbook.functional``'s signature::
 
     from normbook import kernels
     y = kernels.layer_norm(x, (D,), weight, bias, eps)          # x on a CUDA device
     y = kernels.rms_norm(x, (D,), weight, eps)
+    y, h = kernels.add_layer_norm(x, residual, (D,), weight, bias, eps)   # h = x + residual, y = LN(h)
+    y, h = kernels.add_rms_norm(x, residual, (D,), weight, eps)
     y = kernels.batch_norm(x, running_mean, running_var, weight, bias, True, 0.1, eps)
 
 The kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1`` set before
-Triton is first imported: correct, slow, meant for tests and for reading). Arithmetic is float32 whatever the
-storage dtype (float32, float16 or bfloat16), as in ``normbook.functional``.
+Triton is first imported: correct, slow, meant for tests and for reading; it truncates float32 values stored to
+bfloat16 where compiled kernels round to nearest). Arithmetic is float32 whatever the storage dtype (float32,
+float16 or bfloat16), as in ``normbook.functional``.
 
 Why these designs (a normalization layer does a handful of flops per byte, so only the bytes matter):
 
-* **One program per row, the whole row in registers** (LayerNorm, RMSNorm). A row of D <= 65,536 / element-size
-  elements fits in one block of ``BLOCK_D = next_power_of_2(D)`` lanes, so x is read from memory **once** and the
+* **One program per row, the whole row in registers** (LayerNorm, RMSNorm). A row of up to ``MAX_BLOCK_BYTES``
+  (64 KiB) fits in one block of ``BLOCK_D = next_power_of_2(D)`` lanes, so x is read from memory **once** and the
   statistics are computed **two-pass in registers**: the mean first, then the mean square of ``x - mean``. Two
   passes over registers cost no memory traffic, and they are more accurate than the one-pass ``E[x^2] - E[x]^2``
-  (which cancels when the mean is large against the spread). Welford's update is the tool when a row does not
-  fit and must be streamed in tiles; here it would only add a division per element.
+  (which cancels when the mean is large against the spread). Triton's layer-norm tutorial loops over the row in
+  blocks even when it fits, reading x three times.
+* **Rows longer than one block** are streamed through a tile of ``LOOP_TILE_BYTES`` (the looped kernels). The
+  statistics come from one read: every lane keeps Welford's running (count, mean, M2) of the elements it sees and
+  the lanes are merged with Chan, Golub & LeVeque's formula (as Apex's LayerNorm does per thread); a second read
+  normalizes. The backward computes the two row sums in one kernel and dx with the partial dw/db in a second,
+  over a grid of (program, column tile).
+* **The residual add fused with the norm** (``add_layer_norm``, ``add_rms_norm``): the forward reads x and the
+  residual once and writes their sum h (the new residual stream) and y, normalizing h while it is in registers;
+  the backward reads h, dy and the gradient of h that arrived along the stream, and writes one dx, the gradient of
+  both summands. Unfused, the add and the norm stream 11 tensors forward and backward; fused, 8.
 * **The weight/bias gradient in two stages.** ``dw = sum over rows of dy * x_hat`` is a column sum over all rows.
   Each backward program handles rows ``pid, pid + G, pid + 2G, ...`` and keeps its own partial sum of dw and db in
-  registers; it writes one row of a small ``(G, D)`` buffer, and a second small kernel sums the G rows. The
-  alternative, ``tl.atomic_add`` of every row's contribution into dw, makes every program contend for the same D
-  addresses and makes the result depend on the order in which the additions land (not bitwise reproducible);
-  the two-stage sum is deterministic and its extra traffic is G * D floats, small next to the M * D of x.
-* **BatchNorm on channels-last inputs is a column reduction.** Viewed as an (M, C) matrix with M = N * H * W
-  rows, each channel is a column. A first kernel splits the rows into P chunks and each program reduces a tile of
-  BLOCK_C channels over its chunk, tile by tile; tiles are merged with Chan, Golub & LeVeque's parallel update
-  of (count, mean, M2) -- Welford's algorithm with tiles in place of single values -- because a chunk is streamed
-  and cannot be held in registers. A second small kernel merges the P partial results per channel in the same
-  way; a third normalizes. The backward pass reduces ``sum(dy)`` and ``sum(dy * x_hat)`` per channel the same
-  way (plain sums: no cancellation to guard against) and then applies the closed-form dx elementwise.
+  registers; it writes one row of a small ``(G, D)`` buffer, and a second small kernel sums the G rows. So x and
+  dy are read once, where ATen's CUDA LayerNorm backward (one kernel for dx, one for dw and db) reads them twice.
+  The alternative, ``tl.atomic_add`` of every row's contribution into dw (or the tutorial's lock-protected
+  shared buffer rows), makes programs contend for the same addresses and makes the result depend on the order
+  in which the additions land (not bitwise reproducible); the two-stage sum is deterministic and its extra traffic
+  is G * D floats, small next to the M * D of x.
+* **BatchNorm on channels-last inputs is a column reduction over the whole batch.** Viewed as an (M, C) matrix
+  with M = N * H * W rows, each channel is a column. A first kernel splits the rows into P chunks and each program
+  reduces a tile of BLOCK_C channels over its chunk, tile by tile; tiles are merged with Chan, Golub & LeVeque's
+  parallel update of (count, mean, M2) because a chunk is streamed and cannot be held in registers. A second small
+  kernel merges the P partial results per channel in the same way; a third normalizes. The backward pass reduces
+  ``sum(dy)`` and ``sum(dy * x_hat)`` per channel the same way and then applies the closed-form dx elementwise:
+  3 passes over memory forward and 5 backward, the floor of a batch-wide norm.
 
 The backward kernels compute the gradient from the mean and rstd saved by the forward kernels, outside autograd's
 graph: each Function is differentiable once, and backward with ``create_graph=True`` raises a RuntimeError (a
@@ -53,8 +68,9 @@ import triton.language as tl
 from . import functional as _F
 from .autograd import _check_first_order
 
-__all__ = ["layer_norm", "rms_norm", "batch_norm", "LayerNormFunction", "RMSNormFunction",
-           "BatchNormFunction", "interpreting", "supported", "row_launch_config"]
+__all__ = ["layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "batch_norm", "LayerNormFunction",
+           "RMSNormFunction", "AddNormFunction", "BatchNormFunction", "interpreting", "supported",
+           "row_launch_config", "looped_launch_config", "MAX_BLOCK_BYTES", "LOOP_TILE_BYTES"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -77,17 +93,35 @@ def _check(x: Tensor, op: str) -> None:
                            f"set before triton is imported (got a {x.device.type} tensor)")
 
 
+#: The largest row (padded to a power of two) that one program holds in registers: 64 KiB, 16,384 float32 or
+#: 32,768 bfloat16 values. Longer rows go through the looped kernels, in tiles of LOOP_TILE_BYTES.
+MAX_BLOCK_BYTES = 65536
+LOOP_TILE_BYTES = 16384
+
+
+def _warps(block_bytes: int) -> int:
+    return min(max(block_bytes // 1024, 1), 16)
+
+
 def row_launch_config(d: int, element_size: int) -> tuple:
     """(BLOCK_D, num_warps) for a row kernel over rows of d elements of ``element_size`` bytes.
 
     The whole row is one block, padded to a power of two (``tl.arange`` needs one); a warp of 32 threads
     handles 32 x (16 bytes / element_size) elements per vectorised load, so the warps grow with the row,
-    from 1 up to 16 (8 up to 8 KiB rows, as in Triton's tutorial, 16 beyond)."""
+    from 1 up to 16 (8 up to 8 KiB rows, as in Triton's tutorial, 16 beyond). A row of more than
+    ``MAX_BLOCK_BYTES`` raises ValueError: it needs :func:`looped_launch_config`."""
     block = triton.next_power_of_2(max(d, 1))
-    if block * element_size > 65536:
-        raise ValueError(f"rows of {d} elements ({d * element_size} bytes) do not fit in one block (64 KiB)")
-    num_warps = min(max(block * element_size // 1024, 1), 16)
-    return block, num_warps
+    if block * element_size > MAX_BLOCK_BYTES:
+        raise ValueError(f"rows of {d} elements ({d * element_size} bytes) do not fit in one block "
+                         f"({MAX_BLOCK_BYTES // 1024} KiB); the looped kernels stream them in tiles")
+    return block, _warps(block * element_size)
+
+
+def looped_launch_config(d: int, element_size: int) -> tuple:
+    """(BLOCK_D, num_warps) for the looped kernels: a tile of ``LOOP_TILE_BYTES`` (4,096 float32 values), the
+    row streamed through it tile by tile."""
+    block = min(triton.next_power_of_2(max(d, 1)), max(LOOP_TILE_BYTES // element_size, 1))
+    return block, _warps(block * element_size)
 
 
 def _num_programs(x: Tensor) -> int:
@@ -120,10 +154,12 @@ def _layer_norm_fwd(X, Y, W, B, Mean, Rstd, stride, D, eps, BLOCK_D: tl.constexp
 
 
 @triton.jit
-def _layer_norm_bwd(X, DY, DX, W, Mean, Rstd, DWp, DBp, stride, M, D,
-                    BLOCK_D: tl.constexpr, CENTER: tl.constexpr):
+def _layer_norm_bwd(X, DY, DX, W, Mean, Rstd, DWp, DBp, DRES, stride, M, D,
+                    BLOCK_D: tl.constexpr, CENTER: tl.constexpr, HAS_DRES: tl.constexpr):
     # dx = rstd * (w*dy - mean(w*dy) - x_hat * mean(w*dy * x_hat))   (LayerNorm, CENTER=True)
     # dx = rstd * (w*dy - x_hat * mean(w*dy * x_hat))                 (RMSNorm, CENTER=False, mean = 0)
+    # HAS_DRES (fused residual add): x is the sum h = x + residual, and h also leaves the layer as the new
+    # residual stream; its gradient DRES joins dx in the same pass (dx is then the gradient of both summands).
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_D)
     mask = cols < D
@@ -145,6 +181,8 @@ def _layer_norm_bwd(X, DY, DX, W, Mean, Rstd, DWp, DBp, stride, M, D,
             dx = (wdy - c2 - x_hat * c1) * rstd
         else:
             dx = (wdy - x_hat * c1) * rstd
+        if HAS_DRES:
+            dx += tl.load(DRES + offs, mask=mask, other=0.0).to(tl.float32)
         tl.store(DX + offs, dx, mask=mask)
         dw += dy * x_hat
         db += dy
@@ -166,6 +204,30 @@ def _rms_norm_fwd(X, Y, W, Rstd, stride, D, eps, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
+def _add_norm_fwd(X, R, H, Y, W, B, Mean, Rstd, stride, D, eps, BLOCK_D: tl.constexpr, CENTER: tl.constexpr):
+    # the residual add fused with the norm: h = x + residual is stored (the new residual stream) and normalized
+    # while it is still in registers, so h is never read back from memory
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK_D)
+    mask = cols < D
+    offs = row * stride + cols
+    h = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32) + tl.load(R + offs, mask=mask, other=0.0)
+    h = h.to(H.dtype.element_ty)                 # round as the unfused `x + residual` would ...
+    tl.store(H + offs, h, mask=mask)
+    h = h.to(tl.float32)                         # ... and normalize the rounded sum
+    if CENTER:
+        mean = tl.sum(h, axis=0) / D
+        h = tl.where(mask, h - mean, 0.0)
+        tl.store(Mean + row, mean)
+    rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=0) / D + eps)
+    y = h * rstd * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    if CENTER:
+        y += tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + offs, y, mask=mask)
+    tl.store(Rstd + row, rstd)
+
+
+@triton.jit
 def _column_sum(P, OUT, R, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     # OUT[d] = sum over r of P[r, d]: the second, small stage of a two-stage column sum
     cols = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -177,6 +239,118 @@ def _column_sum(P, OUT, R, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
         tile = tl.load(P + rows[:, None].to(tl.int64) * D + cols[None, :], mask=m, other=0.0)
         acc += tl.sum(tile, axis=0)
     tl.store(OUT + cols, acc, mask=cmask)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rows longer than one block: the row is streamed through registers in tiles
+# ---------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _norm_fwd_looped(X, R, H, Y, W, B, Mean, Rstd, stride, D, eps, BLOCK_D: tl.constexpr, CENTER: tl.constexpr,
+                     HAS_RES: tl.constexpr):
+    # Pass 1 reads the row once for its statistics: every lane j keeps Welford's running (count, mean, M2) of
+    # the elements j, j + BLOCK_D, j + 2 BLOCK_D, ...; the lanes are merged at the end with Chan et al.'s
+    # formula. Pass 2 reads the row again and writes y. (With HAS_RES, pass 1 also forms and stores the sum
+    # h = x + residual, and pass 2 reads h.)
+    row = tl.program_id(0).to(tl.int64)
+    base = row * stride
+    lane = tl.arange(0, BLOCK_D)
+    n = tl.zeros([BLOCK_D], dtype=tl.float32)
+    mean = tl.zeros([BLOCK_D], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for start in range(0, D, BLOCK_D):
+        cols = start + lane
+        mask = cols < D
+        x = tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RES:
+            x = (x + tl.load(R + base + cols, mask=mask, other=0.0)).to(H.dtype.element_ty)
+            tl.store(H + base + cols, x, mask=mask)
+            x = x.to(tl.float32)
+        if CENTER:                                   # Welford's update, lane by lane
+            n += mask.to(tl.float32)
+            delta = tl.where(mask, x - mean, 0.0)
+            mean += delta / tl.maximum(n, 1.0)
+            m2 += delta * tl.where(mask, x - mean, 0.0)
+        else:                                        # RMSNorm: a plain sum of squares
+            m2 += x * x
+    if CENTER:
+        row_mean = tl.sum(n * mean, axis=0) / D      # Chan et al.: merge the lanes' (count, mean, M2)
+        dev = mean - row_mean
+        var = (tl.sum(m2, axis=0) + tl.sum(n * dev * dev, axis=0)) / D
+        tl.store(Mean + row, row_mean)
+    else:
+        row_mean = 0.0
+        var = tl.sum(m2, axis=0) / D
+    rstd = 1.0 / tl.sqrt(var + eps)
+    tl.store(Rstd + row, rstd)
+    for start in range(0, D, BLOCK_D):
+        cols = start + lane
+        mask = cols < D
+        if HAS_RES:
+            x = tl.load(H + base + cols, mask=mask, other=0.0).to(tl.float32)
+        else:
+            x = tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32)
+        y = (x - row_mean) * rstd * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+        if CENTER:
+            y += tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(Y + base + cols, y, mask=mask)
+
+
+@triton.jit
+def _norm_bwd_row_sums_looped(X, DY, W, Mean, Rstd, C1, C2, stride, D, BLOCK_D: tl.constexpr,
+                              CENTER: tl.constexpr):
+    # the two row sums of the backward formula, mean(w*dy * x_hat) and mean(w*dy), tile by tile
+    row = tl.program_id(0).to(tl.int64)
+    lane = tl.arange(0, BLOCK_D)
+    rstd = tl.load(Rstd + row)
+    if CENTER:
+        mean = tl.load(Mean + row)
+    else:
+        mean = 0.0
+    acc1 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for start in range(0, D, BLOCK_D):
+        cols = start + lane
+        mask = cols < D
+        x = tl.load(X + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+        wdy = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32) * dy
+        x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
+        acc1 += wdy * x_hat
+        acc2 += wdy
+    tl.store(C1 + row, tl.sum(acc1, axis=0) / D)
+    tl.store(C2 + row, tl.sum(acc2, axis=0) / D)
+
+
+@triton.jit
+def _norm_bwd_dx_looped(X, DY, DX, W, Mean, Rstd, C1, C2, DWp, DBp, DRES, stride, M, D, BLOCK_D: tl.constexpr,
+                        CENTER: tl.constexpr, HAS_DRES: tl.constexpr):
+    # program (p, t): column tile t of rows p, p + G, ...: dx from the row sums, and this program's partial
+    # dw and db of the tile in registers (one row of the (G, D) buffers, summed by _column_sum)
+    pid = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask = cols < D
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    dw = tl.zeros([BLOCK_D], dtype=tl.float32)
+    db = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for row in range(pid, M, tl.num_programs(0)):
+        offs = tl.cast(row, tl.int64) * stride + cols
+        x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+        if CENTER:
+            x = x - tl.load(Mean + row)
+        x_hat = tl.where(mask, x * tl.load(Rstd + row), 0.0)
+        dx = w * dy - x_hat * tl.load(C1 + row)
+        if CENTER:
+            dx -= tl.load(C2 + row)
+        dx = dx * tl.load(Rstd + row)
+        if HAS_DRES:
+            dx += tl.load(DRES + offs, mask=mask, other=0.0).to(tl.float32)
+        tl.store(DX + offs, dx, mask=mask)
+        dw += dy * x_hat
+        db += dy
+    tl.store(DWp + pid * D + cols, dw, mask=mask)
+    if CENTER:
+        tl.store(DBp + pid * D + cols, db, mask=mask)
 
 
 def _sum_partials(partials: Tensor, dtype: torch.dtype) -> Tensor:
@@ -207,6 +381,65 @@ def _rows(x: Tensor, normalized_shape) -> tuple:
     return x.reshape(-1, d).contiguous(), d, shape
 
 
+def _fits_one_block(d: int, element_size: int) -> bool:
+    return triton.next_power_of_2(max(d, 1)) * element_size <= MAX_BLOCK_BYTES
+
+
+def _row_forward(x2: Tensor, r2: Optional[Tensor], w: Tensor, b: Tensor, eps: float, center: bool) -> tuple:
+    """The forward kernels of the row norms on an (M, D) matrix x2 (plus r2, the residual, when fused):
+    (y, h, mean, rstd), h being x2 + r2 (x2 itself without a residual). One block per row when the row fits
+    (MAX_BLOCK_BYTES), else the looped kernel."""
+    m, d = x2.shape
+    y = torch.empty_like(x2)
+    h = torch.empty_like(x2) if r2 is not None else x2
+    mean = torch.empty(m, device=x2.device, dtype=torch.float32)
+    rstd = torch.empty(m, device=x2.device, dtype=torch.float32)
+    if m == 0:
+        return y, h, mean, rstd
+    if _fits_one_block(d, x2.element_size()):
+        block, warps = row_launch_config(d, x2.element_size())
+        if r2 is not None:
+            _add_norm_fwd[(m,)](x2, r2, h, y, w, b, mean, rstd, d, d, eps, BLOCK_D=block, CENTER=center,
+                                num_warps=warps)
+        elif center:
+            _layer_norm_fwd[(m,)](x2, y, w, b, mean, rstd, d, d, eps, BLOCK_D=block, num_warps=warps)
+        else:
+            _rms_norm_fwd[(m,)](x2, y, w, rstd, d, d, eps, BLOCK_D=block, num_warps=warps)
+    else:
+        block, warps = looped_launch_config(d, x2.element_size())
+        _norm_fwd_looped[(m,)](x2, x2 if r2 is None else r2, h, y, w, b, mean, rstd, d, d, eps, BLOCK_D=block,
+                               CENTER=center, HAS_RES=r2 is not None, num_warps=warps)
+    return y, h, mean, rstd
+
+
+def _row_backward(h2: Tensor, dy2: Tensor, dres2: Optional[Tensor], w: Tensor, mean: Tensor, rstd: Tensor,
+                  center: bool) -> tuple:
+    """dx (plus dres2, the gradient of the residual output, when given), and the (G, D) partial sums of dw and
+    db (db only when ``center``)."""
+    m, d = h2.shape
+    dx = torch.empty_like(h2)
+    g = _num_programs(h2)
+    dw_part = torch.zeros(g, d, device=h2.device, dtype=torch.float32)
+    db_part = torch.zeros(g, d, device=h2.device, dtype=torch.float32) if center else dw_part
+    dres = dres2 if dres2 is not None else dx        # an unused pointer when HAS_DRES is False
+    if m == 0:
+        return dx, dw_part, db_part
+    if _fits_one_block(d, h2.element_size()):
+        block, warps = row_launch_config(d, h2.element_size())
+        _layer_norm_bwd[(g,)](h2, dy2, dx, w, mean, rstd, dw_part, db_part, dres, d, m, d, BLOCK_D=block,
+                              CENTER=center, HAS_DRES=dres2 is not None, num_warps=warps)
+    else:
+        block, warps = looped_launch_config(d, h2.element_size())
+        c1 = torch.empty(m, device=h2.device, dtype=torch.float32)
+        c2 = torch.empty(m, device=h2.device, dtype=torch.float32)
+        _norm_bwd_row_sums_looped[(m,)](h2, dy2, w, mean, rstd, c1, c2, d, d, BLOCK_D=block, CENTER=center,
+                                        num_warps=warps)
+        _norm_bwd_dx_looped[(g, triton.cdiv(d, block))](h2, dy2, dx, w, mean, rstd, c1, c2, dw_part, db_part,
+                                                        dres, d, m, d, BLOCK_D=block, CENTER=center,
+                                                        HAS_DRES=dres2 is not None, num_warps=warps)
+    return dx, dw_part, db_part
+
+
 class LayerNormFunction(torch.autograd.Function):
     """LayerNorm over the last D elements of each row; saves x, mean and rstd (not x_hat) for backward.
     Differentiable once (backward with ``create_graph=True`` raises)."""
@@ -214,32 +447,19 @@ class LayerNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, normalized_shape, weight, bias, eps):
         x2, d, shape = _rows(x, normalized_shape)
-        m = x2.shape[0]
         w = _vector(weight, d, x, 1.0)
         b = _vector(bias, d, x, 0.0)
-        y = torch.empty_like(x2)
-        mean = torch.empty(m, device=x.device, dtype=torch.float32)
-        rstd = torch.empty(m, device=x.device, dtype=torch.float32)
-        block, warps = row_launch_config(d, x.element_size())
-        if m > 0:
-            _layer_norm_fwd[(m,)](x2, y, w, b, mean, rstd, d, d, eps, BLOCK_D=block, num_warps=warps)
+        y, _, mean, rstd = _row_forward(x2, None, w, b, eps, center=True)
         ctx.save_for_backward(x2, w, mean, rstd)
-        ctx.meta = (d, shape, block, warps, weight is not None, bias.dtype if bias is not None else None, x.shape)
+        ctx.meta = (d, shape, weight is not None, bias.dtype if bias is not None else None, x.shape)
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
         _check_first_order("normbook.kernels.LayerNormFunction", "normbook.functional.layer_norm")
         x2, w, mean, rstd = ctx.saved_tensors
-        d, shape, block, warps, has_w, bias_dtype, xshape = ctx.meta
-        dy2 = dy.reshape(-1, d).contiguous()
-        m = x2.shape[0]
-        dx = torch.empty_like(x2)
-        g = _num_programs(x2)
-        dw_part = torch.zeros(g, d, device=x2.device, dtype=torch.float32)
-        db_part = torch.zeros(g, d, device=x2.device, dtype=torch.float32)
-        _layer_norm_bwd[(g,)](x2, dy2, dx, w, mean, rstd, dw_part, db_part, d, m, d,
-                              BLOCK_D=block, CENTER=True, num_warps=warps)
+        d, shape, has_w, bias_dtype, xshape = ctx.meta
+        dx, dw_part, db_part = _row_backward(x2, dy.reshape(-1, d).contiguous(), None, w, mean, rstd, True)
         dw = _sum_partials(dw_part, w.dtype).reshape(shape) if has_w else None
         db = _sum_partials(db_part, bias_dtype).reshape(shape) if bias_dtype is not None else None
         return dx.reshape(xshape), None, dw, db, None
@@ -252,35 +472,63 @@ class RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, normalized_shape, weight, eps):
         x2, d, shape = _rows(x, normalized_shape)
-        m = x2.shape[0]
         w = _vector(weight, d, x, 1.0)
-        y = torch.empty_like(x2)
-        rstd = torch.empty(m, device=x.device, dtype=torch.float32)
-        block, warps = row_launch_config(d, x.element_size())
-        if m > 0:
-            _rms_norm_fwd[(m,)](x2, y, w, rstd, d, d, eps, BLOCK_D=block, num_warps=warps)
+        y, _, mean, rstd = _row_forward(x2, None, w, w, eps, center=False)
         ctx.save_for_backward(x2, w, rstd)
-        ctx.meta = (d, shape, block, warps, weight is not None, x.shape)
+        ctx.meta = (d, shape, weight is not None, x.shape)
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
         _check_first_order("normbook.kernels.RMSNormFunction", "normbook.functional.rms_norm")
         x2, w, rstd = ctx.saved_tensors
-        d, shape, block, warps, has_w, xshape = ctx.meta
-        dy2 = dy.reshape(-1, d).contiguous()
-        dx = torch.empty_like(x2)
-        g = _num_programs(x2)
-        dw_part = torch.zeros(g, d, device=x2.device, dtype=torch.float32)
-        _layer_norm_bwd[(g,)](x2, dy2, dx, w, rstd, rstd, dw_part, dw_part, d, x2.shape[0], d,
-                              BLOCK_D=block, CENTER=False, num_warps=warps)
+        d, shape, has_w, xshape = ctx.meta
+        dx, dw_part, _ = _row_backward(x2, dy.reshape(-1, d).contiguous(), None, w, rstd, rstd, False)
         dw = _sum_partials(dw_part, w.dtype).reshape(shape) if has_w else None
         return dx.reshape(xshape), None, dw, None
 
 
+class AddNormFunction(torch.autograd.Function):
+    """The residual add fused with LayerNorm (``center=True``) or RMSNorm (``center=False``): returns
+    ``(norm(x + residual), x + residual)``. Saves the sum h, mean and rstd. Its backward adds the gradient of the
+    second output (the residual stream) into dx in the same pass; dx is the gradient of both summands.
+    Differentiable once (backward with ``create_graph=True`` raises)."""
+
+    @staticmethod
+    def forward(ctx, x, residual, normalized_shape, weight, bias, eps, center):
+        x2, d, shape = _rows(x, normalized_shape)
+        r2 = residual.reshape(-1, d).contiguous()
+        w = _vector(weight, d, x, 1.0)
+        b = _vector(bias, d, x, 0.0) if center else w
+        y, h, mean, rstd = _row_forward(x2, r2, w, b, eps, center)
+        ctx.save_for_backward(h, w, mean, rstd)
+        ctx.meta = (d, shape, weight is not None, bias.dtype if bias is not None else None, x.shape, center)
+        ctx.set_materialize_grads(False)             # an unused output brings None, not a tensor of zeros
+        return y.reshape(x.shape), h.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy, dres):
+        _check_first_order("normbook.kernels.AddNormFunction",
+                           "normbook.functional.layer_norm or rms_norm of input + residual")
+        h2, w, mean, rstd = ctx.saved_tensors
+        d, shape, has_w, bias_dtype, xshape, center = ctx.meta
+        dres2 = dres.reshape(-1, d).contiguous() if dres is not None else None
+        if dy is None:                                # only the residual stream was used
+            dx = dres2 if dres2 is not None else torch.zeros_like(h2)
+            zeros = torch.zeros(shape, device=h2.device, dtype=w.dtype)
+            return (dx.reshape(xshape), dx.reshape(xshape), None, zeros if has_w else None,
+                    zeros.to(bias_dtype) if bias_dtype is not None and center else None, None, None)
+        dx, dw_part, db_part = _row_backward(h2, dy.reshape(-1, d).contiguous(), dres2, w, mean, rstd, center)
+        dw = _sum_partials(dw_part, w.dtype).reshape(shape) if has_w else None
+        db = (_sum_partials(db_part, bias_dtype).reshape(shape) if center and bias_dtype is not None else None)
+        dx = dx.reshape(xshape)
+        return dx, dx, None, dw, db, None, None
+
+
 def layer_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight: Optional[Tensor] = None,
                bias: Optional[Tensor] = None, eps: float = 1e-5) -> Tensor:
-    """``normbook.functional.layer_norm`` as Triton kernels (forward and backward; differentiable once)."""
+    """``normbook.functional.layer_norm`` as Triton kernels (forward and backward; differentiable once). Rows
+    longer than one block (``MAX_BLOCK_BYTES``) go through the looped kernels."""
     _check(input, "layer_norm")
     shape = _F._as_shape(normalized_shape)
     _F._check_normalized_shape(input, shape, weight=weight, bias=bias)
@@ -291,12 +539,53 @@ def layer_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weigh
 def rms_norm(input: Tensor, normalized_shape: Union[int, Sequence[int]], weight: Optional[Tensor] = None,
              eps: Optional[float] = None) -> Tensor:
     """``normbook.functional.rms_norm`` as Triton kernels (differentiable once); eps None means float32's machine
-    epsilon."""
+    epsilon. Rows longer than one block go through the looped kernels."""
     _check(input, "rms_norm")
     _F._check_normalized_shape(input, _F._as_shape(normalized_shape), weight=weight)
     if eps is None:
         eps = torch.finfo(torch.float32).eps
     return RMSNormFunction.apply(input, normalized_shape, weight, eps)
+
+
+def _check_residual(input: Tensor, residual: Tensor, op: str) -> None:
+    if not isinstance(residual, Tensor) or residual.shape != input.shape or residual.dtype != input.dtype:
+        got = (f"{tuple(residual.shape)} {residual.dtype}" if isinstance(residual, Tensor)
+               else type(residual).__name__)
+        raise RuntimeError(f"normbook.kernels.{op}: residual must have the input's shape and dtype "
+                           f"({tuple(input.shape)} {input.dtype}), got {got}")
+    if residual.device != input.device:
+        raise RuntimeError(f"normbook.kernels.{op}: residual is on {residual.device}, input on {input.device}")
+
+
+def add_layer_norm(input: Tensor, residual: Tensor, normalized_shape: Union[int, Sequence[int]],
+                   weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+                   eps: float = 1e-5) -> tuple:
+    """The residual add fused with LayerNorm: returns ``(layer_norm(input + residual, ...), input + residual)``,
+    the normalized sum and the sum itself (the new residual stream), as one pass over memory forward and one
+    backward. Same arguments and checks as :func:`layer_norm`, plus ``residual`` of the input's shape and dtype.
+    The unfused equivalent::
+
+        h = input + residual
+        return normbook.functional.layer_norm(h, normalized_shape, weight, bias, eps), h
+    """
+    _check(input, "add_layer_norm")
+    _check_residual(input, residual, "add_layer_norm")
+    shape = _F._as_shape(normalized_shape)
+    _F._check_normalized_shape(input, shape, weight=weight, bias=bias)
+    _F._check_param_dtypes(input, "layer_norm", weight=weight, bias=bias)
+    return AddNormFunction.apply(input, residual, normalized_shape, weight, bias, eps, True)
+
+
+def add_rms_norm(input: Tensor, residual: Tensor, normalized_shape: Union[int, Sequence[int]],
+                 weight: Optional[Tensor] = None, eps: Optional[float] = None) -> tuple:
+    """The residual add fused with RMSNorm: ``(rms_norm(input + residual, ...), input + residual)``; see
+    :func:`add_layer_norm`. eps None means float32's machine epsilon."""
+    _check(input, "add_rms_norm")
+    _check_residual(input, residual, "add_rms_norm")
+    _F._check_normalized_shape(input, _F._as_shape(normalized_shape), weight=weight)
+    if eps is None:
+        eps = torch.finfo(torch.float32).eps
+    return AddNormFunction.apply(input, residual, normalized_shape, weight, None, eps, False)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,17 +9,24 @@ operations timed with several threads on a busy machine measure mostly the threa
 - :func:`compare_times` times several functions *interleaved*, round by round (A, B, C, A, B, C, ...), so that a
   machine that speeds up or slows down during the measurement affects all of them alike; ratios measured this
   way are what the chapters and ``benchmarks/`` report.
+- :func:`cuda_times` does the same on a CUDA GPU the way GPU kernels must be timed (as ``triton.testing.do_bench``
+  does): CUDA events recorded on the stream around each call (the host's clock would measure the launch, not the
+  kernel), the L2 cache flushed before every timed call by overwriting a buffer larger than it (else a tensor
+  that fits in L2, 50 MB on an H100, is read from cache and the "bandwidth" exceeds the memory's), and
+  optionally the calls captured in a CUDA graph and replayed, which removes the CPU's launch overhead: at small
+  sizes the difference between the two is that overhead.
 """
 from __future__ import annotations
 
 import logging
 import statistics
 from dataclasses import dataclass, field
+import math
 from typing import Callable, Dict, List, Optional
 
 import torch
 
-__all__ = ["TimingResult", "time_it", "compare_times"]
+__all__ = ["TimingResult", "time_it", "compare_times", "cuda_times", "l2_flush_bytes"]
 
 
 @dataclass
@@ -137,4 +144,110 @@ def compare_times(fns: Dict[str, Callable[[], object]], *, repeats: int = 7, num
             m = timer.timeit(number) if number is not None else timer.blocked_autorange(min_run_time=min_time)
             runs[name].append(m.median)
             numbers[name] = m.number_per_run
+    return {name: TimingResult(times=runs[name], number=numbers[name]) for name in fns}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPU: CUDA events, an L2 flush between calls, CUDA graphs
+# ---------------------------------------------------------------------------------------------------------------
+def l2_flush_bytes(l2_cache_bytes: int) -> int:
+    """The size of the buffer written before each timed call to evict the L2 cache: twice the L2 (an LRU-like
+    cache keeps part of a buffer only as large as itself), at least 256 MiB (what ``triton.testing.do_bench``
+    uses on every GPU)."""
+    if isinstance(l2_cache_bytes, bool) or not isinstance(l2_cache_bytes, int) or l2_cache_bytes < 0:
+        raise ValueError(f"l2_cache_bytes must be a non-negative integer, got {l2_cache_bytes!r}")
+    return max(2 * l2_cache_bytes, 256 * 2 ** 20)
+
+
+def _event_rounds(fns: Dict[str, Callable[[], object]], repeats: int, numbers: Dict[str, int],
+                  flush: Optional[Callable[[], object]], new_event: Callable[[], object],
+                  sync: Callable[[], object]) -> Dict[str, List[float]]:
+    """The measurement loop of :func:`cuda_times`, with the device's pieces passed in (so that it runs, and is
+    tested, without a GPU): ``repeats`` rounds; in each, every function in turn, ``numbers[name]`` timed calls,
+    each preceded by ``flush()`` (outside the timed interval) and bracketed by two events from ``new_event()``
+    (objects with ``record()`` and ``elapsed_time(end)`` in milliseconds, like ``torch.cuda.Event``). Returns
+    name -> seconds per call, one value per round (the mean over that round's calls)."""
+    out: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            pairs = []
+            for _ in range(numbers[name]):
+                if flush is not None:
+                    flush()
+                start, end = new_event(), new_event()
+                start.record()
+                fn()
+                end.record()
+                pairs.append((start, end))
+            sync()
+            out[name].append(sum(s.elapsed_time(e) for s, e in pairs) / 1e3 / len(pairs))
+    return out
+
+
+def _graph_of(fn: Callable[[], object], calls: int):
+    """A CUDA graph that replays ``calls`` calls of fn (captured after warm-up on a side stream, as CUDA graphs
+    require)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return graph
+
+
+def cuda_times(fns: Dict[str, Callable[[], object]], *, repeats: int = 7, number: Optional[int] = None,
+               min_time: float = 0.02, flush_l2: bool = True, cuda_graph: bool = False,
+               device: Optional[torch.device] = None) -> Dict[str, TimingResult]:
+    """Seconds per call of each function in ``fns`` on a CUDA device, interleaved round by round like
+    :func:`compare_times` (``result["a"].median / result["b"].median`` is a ratio measured side by side).
+
+    * Times come from CUDA events recorded on the stream before and after each call: the GPU's own clock.
+    * ``flush_l2=True``: before every timed call a buffer of :func:`l2_flush_bytes` is zeroed (outside the timed
+      interval), so each call reads its inputs from memory, not from the L2 cache of the previous call.
+    * ``cuda_graph=True``: the ``number`` calls of a round are captured once in a CUDA graph and each round
+      replays it (events around the replay); the host launches nothing per call, so the time is the GPU's alone.
+      Calls inside a graph follow each other without an L2 flush (``flush_l2`` is ignored).
+    * ``number=None``: enough calls per round for ``min_time`` seconds (at least 1, at most 1,000), from a short
+      calibration.
+
+    On a machine without a CUDA GPU this raises RuntimeError: use :func:`compare_times` there.
+    """
+    _check_counts(repeats, number)
+    if not fns:
+        raise ValueError("give at least one function to time")
+    for fn in fns.values():
+        _timer(fn, 1)                     # the same check as compare_times: functions of no arguments
+    if not torch.cuda.is_available():
+        raise RuntimeError("cuda_times needs a CUDA GPU (CUDA events, an L2 flush, CUDA graphs); on a CPU use "
+                           "normbook.timing.compare_times")
+    device = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+    new_event = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
+    sync = torch.cuda.synchronize
+    cache = None
+    if flush_l2 and not cuda_graph:
+        l2 = torch.cuda.get_device_properties(device).L2_cache_size
+        cache = torch.empty(l2_flush_bytes(l2) // 4, dtype=torch.int32, device=device)
+    flush = cache.zero_ if cache is not None else None
+    with torch.cuda.device(device):
+        numbers = {}
+        for name, fn in fns.items():          # warm up (compilation, autotuning), then calibrate
+            for _ in range(3):
+                fn()
+            if number is not None:
+                numbers[name] = number
+                continue
+            once = _event_rounds({name: fn}, 1, {name: 5}, flush, new_event, sync)[name][0]
+            numbers[name] = min(max(1, math.ceil(min_time / max(once, 1e-7))), 1000)
+        if not cuda_graph:
+            runs = _event_rounds(fns, repeats, numbers, flush, new_event, sync)
+        else:
+            graphs = {name: _graph_of(fn, numbers[name]) for name, fn in fns.items()}
+            replays = {name: g.replay for name, g in graphs.items()}
+            per_replay = _event_rounds(replays, repeats, {name: 1 for name in fns}, None, new_event, sync)
+            runs = {name: [t / numbers[name] for t in ts] for name, ts in per_replay.items()}
     return {name: TimingResult(times=runs[name], number=numbers[name]) for name in fns}

@@ -178,63 +178,123 @@ class TokenBatchNorm(nn.Module):
         return self.bn(x.transpose(1, 2)).transpose(1, 2)
 
 
-def token_norm(kind: str, d: int, layers=nn) -> nn.Module:
-    """The normalization of one token vector of width d: "ln" (LayerNorm), "rms" (RMSNorm), "bn" (TokenBatchNorm)."""
+def token_norm(kind: str, d: int, layers=nn, *, bias: bool = True, eps: Optional[float] = None) -> nn.Module:
+    """The normalization of one token vector of width d: "ln" (LayerNorm; ``bias=False`` drops its shift, as in
+    nanoGPT), "rms" (RMSNorm), "bn" (TokenBatchNorm). ``eps`` None keeps the layer's default."""
+    kwargs = {} if eps is None else {"eps": eps}
     if kind == "ln":
-        return layers.LayerNorm(d)
+        return layers.LayerNorm(d, bias=bias, **kwargs) if not bias else layers.LayerNorm(d, **kwargs)
     if kind == "rms":
-        return layers.RMSNorm(d)
+        return layers.RMSNorm(d, **kwargs)
     if kind == "bn":
-        return TokenBatchNorm(d, layers)
+        return TokenBatchNorm(d, layers, **kwargs)
     raise ValueError(f"norm must be 'ln', 'rms' or 'bn', got {kind!r}")
 
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention; with ``qk_norm`` a LayerNorm (or RMSNorm) of each head's queries and keys before
-    the dot product. ``max_logit`` holds the largest |q.k|/sqrt(d_head) of the last forward pass."""
+    the dot product; with ``softcap`` c the logits are soft-capped, ``c * tanh(logits / c)``, before the softmax
+    (as in Gemma 2). ``max_logit`` holds the largest |logit| the softmax received in the last forward pass,
+    ``max_raw_logit`` the largest |q.k|/sqrt(d_head) before the cap."""
 
-    def __init__(self, d: int, heads: int, qk_norm: bool = False, qk_kind: str = "ln", layers=nn) -> None:
+    def __init__(self, d: int, heads: int, qk_norm: bool = False, qk_kind: str = "ln", layers=nn, *,
+                 softcap: Optional[float] = None) -> None:
         super().__init__()
         if d % heads:
             raise ValueError(f"d ({d}) must be divisible by heads ({heads})")
+        if softcap is not None and not softcap > 0:
+            raise ValueError(f"softcap must be a positive number or None, got {softcap!r}")
         self.heads, self.dh = heads, d // heads
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.q_norm = token_norm(qk_kind, self.dh, layers) if qk_norm else nn.Identity()
         self.k_norm = token_norm(qk_kind, self.dh, layers) if qk_norm else nn.Identity()
-        self.max_logit = float("nan")
+        self.softcap = softcap
+        self.max_logit = self.max_raw_logit = float("nan")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, d = x.shape
         q, k, v = self.qkv(x).reshape(n, length, 3, self.heads, self.dh).permute(2, 0, 3, 1, 4)
         q, k = self.q_norm(q), self.k_norm(k)               # (N, h, L, d_head)
         logits = q @ k.transpose(-2, -1) / self.dh ** 0.5
+        self.max_raw_logit = float(logits.detach().abs().max())
+        if self.softcap is not None:
+            logits = self.softcap * torch.tanh(logits / self.softcap)
         self.max_logit = float(logits.detach().abs().max())
         out = logits.softmax(-1) @ v
         return self.proj(out.transpose(1, 2).reshape(n, length, d))
 
 
-class TransformerBlock(nn.Module):
-    """One Transformer encoder block. ``placement="pre"``: x + f(norm(x)) for f = attention, then MLP (the residual
-    path carries no norm). ``"post"``: norm(x + f(x)) (the norm sits on the residual path, after the addition)."""
+class BranchScale(nn.Module):
+    """A learnable scale on a residual branch's output: "rezero" (one scalar, initialized to 0: Bachlechner et al.
+    2021) or "layerscale" (one per feature, initialized to ``init``: Touvron et al. 2021, CaiT)."""
 
-    def __init__(self, d: int, heads: int, norm: str = "ln", placement: str = "pre", qk_norm: bool = False,
-                 mlp_ratio: int = 4, layers=nn) -> None:
+    def __init__(self, d: int, kind: str, init: Optional[float] = None) -> None:
         super().__init__()
-        if placement not in ("pre", "post"):
-            raise ValueError(f"placement must be 'pre' or 'post', got {placement!r}")
-        self.placement = placement
-        self.norm1 = token_norm(norm, d, layers)
-        self.attn = SelfAttention(d, heads, qk_norm, "rms" if norm == "rms" else "ln", layers)
-        self.norm2 = token_norm(norm, d, layers)
-        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
+        if kind == "rezero":
+            self.scale = nn.Parameter(torch.full((), 0.0 if init is None else float(init)))
+        elif kind == "layerscale":
+            self.scale = nn.Parameter(torch.full((d,), 0.1 if init is None else float(init)))
+        else:
+            raise ValueError(f"branch_scale must be 'rezero', 'layerscale' or None, got {kind!r}")
+        self.kind = kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.placement == "pre":
-            x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
-        x = self.norm1(x + self.attn(x))
-        return self.norm2(x + self.mlp(x))
+        return x * self.scale
+
+
+PLACEMENTS = ("pre", "post", "sandwich", "deepnorm", "none")
+
+
+class TransformerBlock(nn.Module):
+    """One Transformer encoder block, with F the attention branch and then the MLP branch:
+
+    - ``placement="pre"``: x + F(norm(x)) (the residual path carries no norm);
+    - ``"post"``: norm(x + F(x)) (the norm sits on the residual path, after the addition);
+    - ``"sandwich"``: x + norm'(F(norm(x))) (pre-LN plus a norm at the end of each branch: Ding et al. 2021);
+    - ``"deepnorm"``: norm(alpha * x + F(x)) (post-LN with the residual up-weighted: Wang et al. 2022);
+    - ``"none"``: x + F(x), no normalization (with ``branch_scale="rezero"`` this is ReZero).
+
+    ``branch_scale`` ("rezero", "layerscale" or None) multiplies each branch's output by a learnable scale
+    initialized to ``scale_init``. ``softcap``: soft-capped attention logits; ``norm_bias``/``eps``: the norms'."""
+
+    def __init__(self, d: int, heads: int, norm: str = "ln", placement: str = "pre", qk_norm: bool = False,
+                 mlp_ratio: int = 4, layers=nn, *, branch_scale: Optional[str] = None,
+                 scale_init: Optional[float] = None, alpha: float = 1.0, softcap: Optional[float] = None,
+                 norm_bias: bool = True, eps: Optional[float] = None) -> None:
+        super().__init__()
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        self.placement, self.alpha = placement, alpha
+
+        def make_norm():
+            return nn.Identity() if placement == "none" else token_norm(norm, d, layers, bias=norm_bias, eps=eps)
+
+        def make_scale():
+            return nn.Identity() if branch_scale is None else BranchScale(d, branch_scale, scale_init)
+        self.norm1 = make_norm()
+        self.attn = SelfAttention(d, heads, qk_norm, "rms" if norm == "rms" else "ln", layers, softcap=softcap)
+        self.norm2 = make_norm()
+        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
+        if placement == "sandwich":
+            self.out_norm1, self.out_norm2 = make_norm(), make_norm()
+        if branch_scale is not None:
+            self.scale1, self.scale2 = make_scale(), make_scale()
+
+    def _out(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        module = getattr(self, name, None)
+        return value if module is None else module(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.placement in ("pre", "sandwich", "none"):
+            a = self._out("out_norm1", self.attn(self.norm1(x)))
+            x = x + self._out("scale1", a)
+            m = self._out("out_norm2", self.mlp(self.norm2(x)))
+            return x + self._out("scale2", m)
+        def residual(t):                                  # DeepNorm up-weights the residual by alpha
+            return self.alpha * t if self.placement == "deepnorm" else t
+        x = self.norm1(residual(x) + self._out("scale1", self.attn(x)))
+        return self.norm2(residual(x) + self._out("scale2", self.mlp(x)))
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -244,27 +304,54 @@ def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     return x.reshape(n, (h // patch) * (w // patch), c * patch * patch)
 
 
+INITS = ("xavier", "deepnorm", "tfixup")
+
+
 class ViT(nn.Module):
     """A small Vision Transformer: linear patch embedding + learned positions, ``depth`` blocks, a final norm in
-    the pre-norm placement (post-norm blocks already end in one), mean over tokens, a linear head. Linear weights
-    Xavier-uniform, biases zero (the initialization Xiong et al. 2020 analyse)."""
+    the pre-norm and sandwich placements (post-norm blocks already end in one; ``"none"`` has no norm at all),
+    mean over tokens, a linear head. Linear weights Xavier-uniform, biases zero (the initialization Xiong et al.
+    2020 analyse).
+
+    ``init="deepnorm"`` (with ``placement="deepnorm"``, the default for it): DeepNet's encoder rule for N blocks,
+    alpha = (2N)^(1/4) on the residual and the weights of the values, the attention output and the MLP
+    initialized with Xavier gain beta = (8N)^(-1/4) (Wang et al. 2022). ``init="tfixup"``: T-Fixup's encoder rule
+    (Huang et al. 2020), the same weights scaled by 0.67 N^(-1/4), meant for ``placement="none"`` (no norm,
+    no warmup). Other keyword arguments go to every :class:`TransformerBlock`."""
 
     def __init__(self, norm: str = "ln", placement: str = "pre", qk_norm: bool = False, *, d: int = 64,
                  depth: int = 4, heads: int = 4, patch: int = 7, image_size: int = 28, in_channels: int = 1,
-                 num_classes: int = 10, layers=nn) -> None:
+                 num_classes: int = 10, layers=nn, init: Optional[str] = None, branch_scale: Optional[str] = None,
+                 scale_init: Optional[float] = None, softcap: Optional[float] = None, norm_bias: bool = True,
+                 eps: Optional[float] = None) -> None:
         super().__init__()
+        init = ("deepnorm" if placement == "deepnorm" else "xavier") if init is None else init
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.patch = patch
         tokens = (image_size // patch) ** 2
+        alpha = (2 * depth) ** 0.25 if placement == "deepnorm" else 1.0
         self.embed = nn.Linear(in_channels * patch * patch, d)
         self.pos = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
-        self.blocks = nn.ModuleList(TransformerBlock(d, heads, norm, placement, qk_norm, layers=layers)
-                                    for _ in range(depth))
-        self.final_norm = token_norm(norm, d, layers) if placement == "pre" else nn.Identity()
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d, heads, norm, placement, qk_norm, layers=layers, branch_scale=branch_scale,
+                             scale_init=scale_init, alpha=alpha, softcap=softcap, norm_bias=norm_bias, eps=eps)
+            for _ in range(depth))
+        self.final_norm = (token_norm(norm, d, layers, bias=norm_bias, eps=eps)
+                           if placement in ("pre", "sandwich") else nn.Identity())
         self.head = nn.Linear(d, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
+        if init != "xavier":
+            gain = (8 * depth) ** -0.25 if init == "deepnorm" else 0.67 * depth ** -0.25
+            with torch.no_grad():
+                for block in self.blocks:
+                    block.attn.qkv.weight[2 * d:].mul_(gain)     # the values' third of the projection
+                    block.attn.proj.weight.mul_(gain)
+                    block.mlp[0].weight.mul_(gain)
+                    block.mlp[2].weight.mul_(gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(patchify(x, self.patch)) + self.pos
@@ -278,4 +365,5 @@ def vit(norm: str = "ln", placement: str = "pre", qk_norm: bool = False, *, laye
     return ViT(norm, placement, qk_norm, layers=layers, **kwargs)
 
 
-__all__ += ["TokenBatchNorm", "token_norm", "SelfAttention", "TransformerBlock", "patchify", "ViT", "vit"]
+__all__ += ["TokenBatchNorm", "token_norm", "SelfAttention", "BranchScale", "TransformerBlock", "patchify", "ViT",
+            "vit", "PLACEMENTS", "INITS"]

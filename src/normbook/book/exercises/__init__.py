@@ -4,8 +4,8 @@ A student writes a function (a forward pass, a backward pass, an update rule, a 
 the checker runs it on several inputs against a reference (``torch.nn`` or ``normbook``), prints ``PASS`` or
 ``FAIL`` with the first mismatch and a hint, and returns a :class:`CheckResult` (truthy when it passed)::
 
-    from normbook.exercises import ch02
-    ch02.check_batch_norm_forward(my_batch_norm)
+    from normbook.book.exercises import ch02
+    ch02.check_batch_norm_backward(my_backward)
 
 One module per chapter (``ch01`` ... ``ch10``); the shared machinery is here:
 

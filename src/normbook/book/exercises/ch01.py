@@ -1,9 +1,8 @@
 """Checkers for chapter 1's graded exercises (Why normalize?)::
 
     from normbook.book.exercises import ch01
-    ch01.check_layer_stds(layer_stds)          # (model, x) -> [std of each nonlinearity's output]
-    ch01.check_update_to_data(update_to_data)  # (model, step) -> [relative change of each Linear weight]
-    ch01.check_grad_to_data(grad_to_data)      # (model after backward) -> [grad std / weight std per Linear]
+    ch01.check_preactivation_stds(preactivation_stds)  # (model, x) -> [std of each nonlinearity's input]
+    ch01.check_update_to_data(update_to_data)          # (model, step) -> [relative change of each Linear weight]
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from .. import diagnostics
 from ..models import batch_norm, deep_mlp
 from . import CheckResult, run_check
 
-__all__ = ["check_layer_stds", "check_update_to_data", "check_grad_to_data"]
+__all__ = ["check_preactivation_stds", "check_update_to_data"]
 
 
 def _compare_lists(got, expected, what: str, rtol: float = 1e-6):
@@ -40,7 +39,7 @@ def _compare_lists(got, expected, what: str, rtol: float = 1e-6):
 
 
 def _hooks_left(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) for m in model.modules())
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def _overflowing_input(model: nn.Module, x: torch.Tensor, peak: float = 1e37) -> torch.Tensor:
@@ -53,11 +52,30 @@ def _overflowing_input(model: nn.Module, x: torch.Tensor, peak: float = 1e37) ->
     return x * (peak / rec.outputs[-1].abs().max().item())
 
 
-def check_layer_stds(student_fn: Callable, verbose: bool = True) -> CheckResult:
-    """``student_fn(model, x)`` -> the float64 std of every ReLU/Sigmoid/Tanh output, in call order, against
-    ``normbook.book.diagnostics.activation_std``; the model must be left without hooks and unchanged. The last case
-    scales its input so that a layer's float32 sum overflows while its values are finite (a float32 ``std()``
-    returns inf there)."""
+ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh)
+
+
+@torch.no_grad()
+def _preactivation_stds(model: nn.Module, x: torch.Tensor) -> list:
+    """The reference: the float64 std of the input of every ReLU/Sigmoid/Tanh, in call order."""
+    stds, handles = [], []
+    for module in model.modules():
+        if isinstance(module, ACTIVATIONS):
+            handles.append(module.register_forward_pre_hook(
+                lambda m, inputs: stds.append(inputs[0].double().std().item())))
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stds
+
+
+def check_preactivation_stds(student_fn: Callable, verbose: bool = True) -> CheckResult:
+    """``student_fn(model, x)`` -> the float64 std of the *input* of every ReLU/Sigmoid/Tanh (the pre-activation
+    the nonlinearity receives), in call order, against the checker's own forward pre-hooks; the model must be left
+    without hooks and unchanged. The last case scales its input so that a layer's float32 sum overflows while its
+    values are finite (a float32 ``std()`` returns inf there)."""
     def case(depth, init, norm, activation, seed, overflow=False, batch=8):
         def run():
             torch.manual_seed(seed)
@@ -69,13 +87,13 @@ def check_layer_stds(student_fn: Callable, verbose: bool = True) -> CheckResult:
             with torch.no_grad():
                 before = model(x)
             got = student_fn(model, x)
-            if _hooks_left(model):
-                return f"{_hooks_left(model)} forward hook(s) left on the model: remove them after use"
+            hooks = _hooks_left(model)
+            if hooks:
+                return f"{hooks} hook(s) left on the model: remove them after use"
             with torch.no_grad():
                 if not torch.equal(model(x), before):
                     return "the model's output changed after measuring it"
-            expected = diagnostics.activation_std(model, x)
-            return _compare_lists(got, expected, "stds")
+            return _compare_lists(got, _preactivation_stds(model, x), "stds")
         return run
     settings = [(5, "kaiming", None, nn.ReLU, False), (4, "default", batch_norm(), nn.Sigmoid, False),
                 (3, 0.5, None, nn.Tanh, False), (30, "normal", None, nn.ReLU, False),
@@ -83,10 +101,11 @@ def check_layer_stds(student_fn: Callable, verbose: bool = True) -> CheckResult:
     cases = [(f"{d} layers, init={i}, {'BN, ' if n else ''}{a.__name__}"
               f"{', values near float32 max' if o else ''}", case(d, i, n, a, k, o, 64 if o else 8))
              for k, (d, i, n, a, o) in enumerate(settings)]
-    return run_check("layer_stds", cases, verbose=verbose,
-                     hint="hook the nonlinearities, not the linear layers; compute each std in double precision "
-                          "(a float32 sum of large values overflows before the values do); run without "
-                          "gradients and remove every hook afterwards")
+    return run_check("preactivation_stds", cases, verbose=verbose,
+                     hint="record what enters each nonlinearity, not what leaves it (a forward hook sees both; "
+                          "which argument is the input?), and only at the nonlinearities; compute each std in "
+                          "double precision (a float32 sum of large values overflows before the values do); run "
+                          "without gradients and remove every hook afterwards")
 
 
 def check_update_to_data(student_fn: Callable, verbose: bool = True) -> CheckResult:
@@ -128,25 +147,3 @@ def check_update_to_data(student_fn: Callable, verbose: bool = True) -> CheckRes
                      hint="copy each Linear weight before step(), call step() once, then compare the change "
                           "with the weight before the step; with Adam the change is not lr * grad, so measure "
                           "it rather than predicting it")
-
-
-def check_grad_to_data(student_fn: Callable, verbose: bool = True) -> CheckResult:
-    """``student_fn(model)`` (after ``backward``) -> ``weight.grad.std() / weight.std()`` of every ``nn.Linear``,
-    input side first, against ``normbook.book.diagnostics.grad_to_data_ratios``."""
-    def case(depth, init, norm, seed):
-        def run():
-            torch.manual_seed(seed)
-            model = nn.Sequential(deep_mlp(depth, 32, in_features=20, init=init, norm=norm,
-                                           activation=nn.Sigmoid), nn.Linear(32, 5))
-            x, target = torch.randn(16, 20), torch.randint(0, 5, (16,))
-            nn.functional.cross_entropy(model(x), target).backward()
-            got = student_fn(model)
-            expected = diagnostics.grad_to_data_ratios(model, nn.Linear)
-            return _compare_lists(got, expected, "ratios", rtol=1e-4)
-        return run
-    settings = [(3, "default", None), (4, "normal", batch_norm()), (2, "kaiming", None)]
-    cases = [(f"{d} sigmoid layers, init={i}{', BN' if n else ''}", case(d, i, n, k))
-             for k, (d, i, n) in enumerate(settings)]
-    return run_check("grad_to_data", cases, verbose=verbose,
-                     hint="standard deviations, not norms, and only the linear layers' weights (not BN's "
-                          "gamma or the biases)")

@@ -1,24 +1,24 @@
 """Checkers for chapter 2's graded exercises (BatchNorm: the mathematics)::
 
     from normbook.book.exercises import ch02
-    ch02.check_batch_norm_forward(batch_norm_forward)     # (x, gamma, beta, eps) -> y
+    ch02.check_batch_norm_forward_channels_last(bn_forward_cl)  # (x (N, *, C), gamma, beta, eps) -> y
     ch02.check_backward_stages(bn_backward_stages)        # (dy, x, gamma, eps) -> (d_x_hat, d_var, d_mu, dx)
-    ch02.check_batch_norm_backward(batch_norm_backward)   # (dy, x, gamma, eps) -> (dx, dgamma, dbeta)
+    ch02.check_batch_norm_backward(batch_norm_backward)   # (dy, x (N, C, *), gamma, eps) -> (dx, dgamma, dbeta)
 
-The forward pass must be written without torch's batch norm, the backward passes without autograd: while the
-student's function runs, those functions raise.
+The forward pass must be written without torch's normalization layers, the backward passes without autograd:
+while the student's function runs, those functions raise (``normbook.book.exercises.guard``).
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from . import CheckResult, compare, compare_all, run_check
+from . import AUTOGRAD, TORCH_NORM, CheckResult, compare, compare_all, forbidding, guard, run_check
 
-__all__ = ["check_batch_norm_forward", "check_backward_stages", "check_batch_norm_backward", "STAGES"]
+__all__ = ["check_batch_norm_forward_channels_last", "check_backward_stages", "check_batch_norm_backward",
+           "STAGES"]
 
 _SHAPES = [(8, 3), (2, 5), (4, 3, 5), (3, 2, 4, 4)]
 _BACKWARD_SHAPES = [(8, 3), (2, 5), (16, 4), (5, 1)]
@@ -35,62 +35,36 @@ def _inputs(shape, seed, dtype=torch.float64):
     return x, gamma, beta, dy
 
 
-class ForbiddenCall(RuntimeError):
-    """Raised when a student's function calls what its exercise rules out."""
+_NO_NORM = "computed by hand, without torch's normalization layers"
+_NO_GRAD = "derived by hand, without autograd"
 
 
-@contextlib.contextmanager
-def _forbid(targets, why: str) -> Iterator[None]:
-    """Within the block, every ``(owner, name)`` of ``targets`` raises :class:`ForbiddenCall` (restored after)."""
-    saved = []
+def check_batch_norm_forward_channels_last(student_fn: Callable, verbose: bool = True) -> CheckResult:
+    """``student_fn(x, gamma, beta, eps)`` -> y, training mode, for a *channels-last* x of shape (N, C),
+    (N, L, C), (N, H, W, C) or (N, D, H, W, C) (the channel dim is the last one), against
+    ``torch.nn.functional.batch_norm`` on the channels-first view; torch's normalization layers raise while the
+    student's function runs."""
+    student = guard(student_fn, *TORCH_NORM, why=_NO_NORM)
 
-    def make(label):
-        def forbidden(*args, **kwargs):
-            raise ForbiddenCall(f"{label} was called: {why}")
-        return forbidden
-    try:
-        for owner, name in targets:
-            saved.append((owner, name, getattr(owner, name)))
-            setattr(owner, name, make(f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"))
-        yield
-    finally:
-        for owner, name, original in reversed(saved):
-            setattr(owner, name, original)
-
-
-def _autograd_targets():
-    import torch.autograd.functional as AF
-    import torch.func as TF
-    return [(torch.autograd, "grad"), (torch.autograd, "backward"), (torch.Tensor, "backward"),
-            (AF, "vjp"), (AF, "jacobian"), (TF, "grad"), (TF, "vjp"), (TF, "jacrev")]
-
-
-def no_autograd():
-    """A context in which autograd's entry points raise: the exercise asks for a backward pass derived by hand."""
-    return _forbid(_autograd_targets(), "this exercise asks for the gradient without autograd")
-
-
-def no_batch_norm():
-    """A context in which torch's batch norm functions raise: the exercise asks for the forward pass from scratch."""
-    return _forbid([(F, "batch_norm"), (torch, "batch_norm"), (torch, "native_batch_norm")],
-                   "this exercise asks for the forward pass without torch's batch norm")
-
-
-def check_batch_norm_forward(student_fn: Callable, verbose: bool = True) -> CheckResult:
-    """``student_fn(x, gamma, beta, eps)`` -> y, training mode, for x of shape (N, C) or (N, C, *), against
-    ``torch.nn.functional.batch_norm`` (which the student's function may not call)."""
     def case(shape, eps, seed):
         def run():
             x, gamma, beta, _ = _inputs(shape, seed)
-            expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
-            with no_batch_norm():
-                got = student_fn(x.clone(), gamma.clone(), beta.clone(), eps)
+            x = x.movedim(1, -1).contiguous()   # (N, C, *S) -> (N, *S, C)
+            expected = F.batch_norm(x.movedim(-1, 1), None, None, gamma, beta, training=True,
+                                    eps=eps).movedim(1, -1)
+            got = student(x.clone(), gamma.clone(), beta.clone(), eps)
             return compare(got, expected, "y", rtol=1e-6, atol=1e-8)
         return run
-    cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in enumerate(zip(_SHAPES, _EPS))]
-    return run_check("batch_norm_forward", cases, verbose=verbose,
-                     hint="one mean and one *biased* variance per channel (dim 1), over every other dim; "
-                          "gamma and beta must broadcast along dim 1 for inputs with more than two dims")
+    cases = [(f"x {tuple(shape[:1]) + tuple(shape[2:]) + (shape[1],)}, eps={e}", case(shape, e, i))
+             for i, (shape, e) in enumerate(zip(_SHAPES + [(2, 4, 2, 3, 3)], _EPS + (1e-4,)))]
+    return run_check("batch_norm_forward_channels_last", cases, verbose=verbose,
+                     hint="the channel dim is the last one now: one mean and one *biased* variance per channel, "
+                          "over every other dim (the batch dim and the positions); check which dims you reduce "
+                          "over for 3-, 4- and 5-dimensional inputs, and whether gamma and beta need a reshape to "
+                          "broadcast along the last dim")
+
+
+check_batch_norm_forward_channels_last.forbids = ("torch-norm",)
 
 
 #: The four stages of the staged backward exercise: (name, what it is, a hint that points at the term without
@@ -132,7 +106,7 @@ def check_backward_stages(student_fn: Callable, verbose: bool = True) -> CheckRe
     for (x, gamma, beta, dy), eps in inputs:
         expected = _autograd_stages(x, gamma, beta, dy, eps)
         try:
-            with no_autograd():
+            with forbidding(*AUTOGRAD, why=_NO_GRAD):
                 got = student_fn(dy.clone(), x.clone(), gamma.clone(), eps)
         except Exception as exc:  # noqa: BLE001 - the student's code may raise anything; report it
             got = exc
@@ -173,22 +147,34 @@ def check_backward_stages(student_fn: Callable, verbose: bool = True) -> CheckRe
     return result
 
 
+check_backward_stages.forbids = ("autograd",)
+
+#: (N, C, *S) inputs of the backward exercise: n = N * S values per channel
+_ND_SHAPES = [(8, 3), (4, 3, 5), (2, 4, 3, 3), (5, 1, 2, 2), (2, 2, 2, 3, 2)]
+_ND_EPS = (1e-5, 1e-5, 1e-3, 0.1, 1e-5)
+
+
 def check_batch_norm_backward(student_fn: Callable, verbose: bool = True) -> CheckResult:
-    """``student_fn(dy, x, gamma, eps)`` -> (dx, dgamma, dbeta) for training-mode BN of an (N, C) input, written
-    without autograd (autograd's entry points raise while it runs), against autograd through
-    ``torch.nn.functional.batch_norm``."""
+    """``student_fn(dy, x, gamma, eps)`` -> (dx, dgamma, dbeta) for training-mode BN of an (N, C) or (N, C, *S)
+    input (the convolutional case: statistics over the batch and the positions), written without autograd
+    (autograd's entry points raise while it runs), against autograd through ``torch.nn.functional.batch_norm``."""
+    student = guard(student_fn, *AUTOGRAD, why=_NO_GRAD)
+
     def case(shape, eps, seed):
         def run():
             x, gamma, beta, dy = _inputs(shape, seed)
             xr, gr, br = (t.clone().requires_grad_() for t in (x, gamma, beta))
             y = F.batch_norm(xr, None, None, gr, br, training=True, eps=eps)
             expected = torch.autograd.grad(y, (xr, gr, br), dy)
-            with no_autograd():
-                got = student_fn(dy.clone(), x.clone(), gamma.clone(), eps)
+            got = student(dy.clone(), x.clone(), gamma.clone(), eps)
             return compare_all(got, expected, ("dx", "dgamma", "dbeta"), rtol=1e-6, atol=1e-8)
         return run
-    cases = [(f"x {s}, eps={e}", case(s, e, i)) for i, (s, e) in enumerate(zip(_BACKWARD_SHAPES, _EPS))]
+    cases = [(f"x {s}, eps={e}", case(s, e, 20 + i)) for i, (s, e) in enumerate(zip(_ND_SHAPES, _ND_EPS))]
     return run_check("batch_norm_backward", cases, verbose=verbose,
-                     hint="dbeta and dgamma are sums over the batch; dx has one term per path from x to the "
-                          "loss (directly, through the mean, through the variance): check that all three are "
-                          "there and share the factor gamma / sqrt(var + eps)")
+                     hint="dbeta and dgamma are sums over every dim but the channel dim; dx has one term per path "
+                          "from x to the loss (directly, through the mean, through the variance): check that all "
+                          "three are there, that n counts the values per channel (not the batch size), and that "
+                          "each per-channel vector is reshaped to broadcast along dim 1")
+
+
+check_batch_norm_backward.forbids = ("autograd",)

@@ -11,9 +11,10 @@ __all__ = ["bandwidth_bars"]
 
 
 def bandwidth_bars(gbps: Dict[str, Dict[str, Tuple[float, float]]], copy_gbps: float, title: str = ""):
-    """Grouped bars of achieved GB/s (mean and std) per implementation, one group per pass.
+    """Grouped bars of achieved GB/s per implementation, one group per pass.
 
-    ``gbps[pass_name][path] = (mean, std)``; ``copy_gbps`` (a device copy of the same size) is drawn as a dashed
+    ``gbps[pass_name][path] = (centre, spread)`` (e.g. the median and the standard deviation over timing rounds);
+    ``copy_gbps`` (a device copy of the same size) is drawn as a dashed
     line: the practical ceiling. Log scale, since the slowest and fastest paths differ by orders of magnitude."""
     passes = list(gbps)
     paths = list(dict.fromkeys(p for d in gbps.values() for p in d))
@@ -29,7 +30,7 @@ def bandwidth_bars(gbps: Dict[str, Dict[str, Tuple[float, float]]], copy_gbps: f
                label=f"device copy ({copy_gbps:.1f} GB/s)")
     ax.set_yscale("log")
     ax.set_xticks(x, passes)
-    ax.set_ylabel("achieved GB/s (minimal bytes / time)")
+    ax.set_ylabel("achieved GB/s (streaming floor / time)")
     ax.grid(True, axis="y", which="both", alpha=0.3)
     lows = [m - s for d in gbps.values() for m, s in d.values() if m == m]
     ax.set_ylim(bottom=max(min(lows + [copy_gbps]) * 0.5, 1e-3))

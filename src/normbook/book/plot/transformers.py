@@ -7,7 +7,7 @@ import numpy as np
 
 from .common import new_figure
 
-__all__ = ["per_layer_lines", "mean_std_curves"]
+__all__ = ["per_layer_lines", "mean_std_curves", "factor_panels"]
 
 
 def per_layer_lines(curves: Mapping[str, Sequence[float]], *, ylabel: str, xlabel: str = "layer",
@@ -46,4 +46,25 @@ def mean_std_curves(steps: Sequence[float], curves: Mapping[str, np.ndarray], *,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=9)
+    return fig
+
+
+def factor_panels(panels: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel: str = "block $\\ell$",
+                  logy: bool = True, width: float = 6.4, height: float = 2.8):
+    """Side-by-side panels of per-layer quantities sharing the x axis: ``panels[title][series][i]`` is the
+    value of ``series`` at layer ``i + 1`` in the panel ``title`` (e.g. a gradient and its two factors). The
+    series keep their colours across panels; one legend below."""
+    fig, axes = new_figure(1, len(panels), width, height)
+    axes = np.atleast_1d(axes)
+    for ax, (title, curves) in zip(axes, panels.items()):
+        for name, values in curves.items():
+            values = np.asarray(values, dtype=float)
+            ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.tick_params(labelsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=len(labels))
     return fig
