@@ -181,7 +181,7 @@ colab-zh: data
 pdf-zh: data
 	$(PY) tools/make_pdf.py --lang zh_CN $(PDF_FLAGS)
 
-test: po-check browser-zh
+test: po-check i18n-current browser-zh
 
 # The Colab/Jupyter edition: MyST markup rewritten as plain Markdown, glued values filled in from the executed
 # chapters (tools/colab_edition.py).
