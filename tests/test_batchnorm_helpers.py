@@ -106,3 +106,19 @@ def test_freeze_batch_norm(layers):
     model.train()  # frozen: the same output in train mode
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected)
+
+
+def test_recompute_handles_batch_renorm():
+    # recompute sets momentum=None on every BatchNorm-like layer; Batch Renorm takes it as BatchNorm does
+    import normbook.nn as N
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), N.BatchRenorm1d(3, warmup_steps=0, r_max_steps=0,
+                                                                        d_max_steps=0))
+    X = torch.randn(64, 4) * 2 + 1
+    model.train()(X[:8])  # a training step moves the running estimates
+    model.eval()
+    recompute_batchnorm_stats(model, [X[i:i + 16] for i in range(0, 64, 16)])
+    h = model[0](X).detach()
+    torch.testing.assert_close(model[1].running_mean, h.mean(0), rtol=1e-5, atol=1e-5)
+    assert model[1].momentum == 0.1 and not model.training

@@ -159,8 +159,12 @@ def test_batch_renorm_module_schedule_state_dict_and_errors():
         N.BatchRenorm2d(3, r_max=0.5)
     with pytest.raises(ValueError, match="warmup"):
         N.BatchRenorm2d(3, warmup_steps=10, r_max_steps=5)
-    with pytest.raises(ValueError, match="momentum"):
-        N.BatchRenorm2d(3, momentum=None)
+    # momentum=None: a cumulative average, as BatchNorm's (during the warmup Batch Renorm is BatchNorm)
+    renorm, plain = N.BatchRenorm2d(3, momentum=None), torch.nn.BatchNorm2d(3, momentum=None)
+    for _ in range(3):
+        batch = torch.randn(6, 3, 2, 2) * 3 + 2
+        torch.testing.assert_close(renorm.train()(batch), plain.train()(batch))
+    torch.testing.assert_close((renorm.running_mean, renorm.running_var), (plain.running_mean, plain.running_var))
     with pytest.raises(RuntimeError, match="running_mean"):
         F.batch_renorm(x, None, None, training=True)
 

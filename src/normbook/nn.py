@@ -481,14 +481,12 @@ class _BatchRenorm(_BatchNorm):
     r_max rises linearly to ``r_max`` at step ``r_max_steps`` and d_max to ``d_max`` at ``d_max_steps``. The
     paper's ImageNet run: 5000, 40000 and 25000 steps, r_max = 3, d_max = 5 (the defaults). The step is
     ``num_batches_tracked``. Requires ``track_running_stats=True``. Evaluation: BatchNorm with running statistics.
+    ``momentum=None`` keeps a cumulative average (1 / num_batches_tracked), as BatchNorm does.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
                  device=None, dtype=None, *, r_max: float = 3.0, d_max: float = 5.0, warmup_steps: int = 5000,
                  r_max_steps: int = 40000, d_max_steps: int = 25000) -> None:
-        if momentum is None:
-            raise ValueError("BatchRenorm needs a numeric momentum (the cumulative average momentum=None is not "
-                             "supported)")
         if not r_max >= 1.0 or not d_max >= 0.0:
             raise ValueError(f"BatchRenorm needs r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
         if not 0 <= warmup_steps <= min(r_max_steps, d_max_steps):
@@ -516,8 +514,10 @@ class _BatchRenorm(_BatchNorm):
                                 self.momentum, self.eps)
         r_max, d_max = self.limits()
         self.num_batches_tracked.add_(1)
+        # momentum=None: a cumulative average, as in BatchNorm (recompute_batchnorm_stats sets it)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         return F.batch_renorm(input, self.running_mean, self.running_var, self.weight, self.bias, True,
-                              self.momentum, self.eps, r_max, d_max)
+                              momentum, self.eps, r_max, d_max)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
