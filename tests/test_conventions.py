@@ -66,3 +66,20 @@ def test_a_bare_sign_verdict_is_rejected():
     verdicts = [p for p in nbconventions.problems(nb) if "bare comparison" in p]
     assert [p.split(":")[0] for p in verdicts] == ["cell 2 line 1", "cell 3 line 1"]
     assert "normbook.book.stats" in verdicts[0]
+
+
+@pytest.mark.parametrize("chapter", sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_glued_text_has_no_markup(chapter):
+    """{glue:text} inserts a value as plain text: math, code or a role inside it shows raw on the page."""
+    import re
+
+    bad = []
+    for cell in json.loads(chapter.read_text(encoding="utf-8"))["cells"]:
+        for out in cell.get("outputs", []):
+            value = out.get("data", {}).get("application/papermill.record/text/plain")
+            if value is None:
+                continue
+            text = "".join(value) if isinstance(value, list) else value
+            if re.search(r"\$|`|\{[a-z:]+\}", text):
+                bad.append(text[:100])
+    assert not bad, f"glued text with markup (write it plain, e.g. 's = 10'): {bad}"
