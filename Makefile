@@ -165,10 +165,12 @@ i18n-current: i18n-update
 po-check: setup
 	$(PY) tools/po_check.py
 
-book-zh: data
+# after the English build, whose executions (jupyter-cache) it reads: run beside it (make -j), it would execute
+# the chapters that build has not cached yet a second time
+book-zh: book
 	$(PY) tools/i18n.py site
 
-book-zh-fast: data
+book-zh-fast: book-fast
 	$(PY) tools/i18n.py site --fast
 
 browser-zh: book-zh-fast

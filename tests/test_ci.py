@@ -64,6 +64,12 @@ def test_make_test_runs_the_same_parts_in_fast_mode():
     # nothing else executes the chapters: nbval and the book build are the only two executions
     assert "nbconvert" not in plan and "jupyter-execute" not in plan
     assert plan.count("tools/nbval_run.py") == 1 and plan.count("jupyter-book build") == 1
+    # the zh site reads the fast build's executions: it must come after that build, or under make -j it executes
+    # the chapters the build has not cached yet a second time
+    assert "tools/i18n.py site --fast" in plan
+    assert plan.index("--path-output _build/fast") < plan.index("tools/i18n.py site --fast")
+    zh_plan = _plan("book-zh-fast")
+    assert "--path-output _build/fast" in zh_plan, "book-zh-fast does not depend on book-fast"
 
 
 @needs_make
