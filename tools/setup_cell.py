@@ -91,9 +91,14 @@ if "google.colab" in sys.modules:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     subprocess.run(pip + ["--no-deps", "{d2l}"], check=True)
     subprocess.run(pip + ["git+{repo}@{branch}"], check=True)
+import logging
+# 为 CUDA 构建的 torch 在没有 GPU 的环境（Colab 的 CPU 运行时）中导入
+# torch.utils.cpp_extension 时会记录 "No CUDA runtime is found"：与本章无关。
+logging.getLogger("torch.utils.cpp_extension").addFilter(
+    lambda record: "No CUDA runtime is found" not in record.getMessage())
 import torch
-fast_mode = os.environ.get("NORMBOOK_FAST", "").lower() in ("1", "true", "yes", "on")
-if not torch.cuda.is_available() and not fast_mode:
+from normbook.config import is_fast
+if not torch.cuda.is_available() and not is_fast():
     print("未检测到 GPU。本章在 CPU 上需要{cpu}，\\n"
           "在 GPU 上需要{gpu}。在 Colab 中：代码执行程序 > 更改运行时类型 > GPU，\\n"
           "然后重新运行；或在上方设置 FAST = True（{fast}）。")'''
