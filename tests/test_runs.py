@@ -101,17 +101,23 @@ def test_sweeps_in_two_processes_equal_one(tiny):
     pd.testing.assert_frame_equal(one, two)
 
 
-def test_sweeps_never_read_the_test_split(tiny, monkeypatch):
-    """Tuning sees the validation split only: every loader a sweep asks for is a validation loader, and
-    destroying the test split changes nothing."""
-    asked = []
+@pytest.fixture
+def asked(monkeypatch):
+    """The split of every loader a run asks ``Data`` for, in order."""
+    splits = []
     original = ex.Data.loaders
 
     def spy(self, batch_size, seed=0, split="val", drop_last=False):
-        asked.append(split)
+        splits.append(split)
         return original(self, batch_size, seed, split, drop_last)
 
     monkeypatch.setattr(ex.Data, "loaders", spy)
+    return splits
+
+
+def test_sweeps_never_read_the_test_split(tiny, asked):
+    """Tuning sees the validation split only: every loader a sweep asks for is a validation loader, and
+    destroying the test split changes nothing."""
     makers = {"BN": lambda: ex.lenet_model(True)}
     before = ex.lr_sweep(makers, tiny, [1.0], seeds=[0], epochs=1)
     ex.init_sweep({"BN": (makers["BN"], 1.0)}, tiny, [1.0], seeds=[0], epochs=1)
@@ -227,17 +233,9 @@ def test_e4_sweep_rows_values_per_statistic_and_parallel_equals_serial():
 
 
 # ---------------------------------------------------------------- chapter 6's measurements (normbook.book.ch06)
-def test_sweeps_are_given_the_validation_split_everywhere(tiny, monkeypatch):
+def test_sweeps_are_given_the_validation_split_everywhere(tiny, asked):
     """Every sweep function (lr_sweep, init_sweep with its own initializer, ch06.e4_sweep) asks for validation
     loaders only; e4_sweep by default evaluates on validation and names its columns after it."""
-    asked = []
-    original = ex.Data.loaders
-
-    def spy(self, batch_size, seed=0, split="val", drop_last=False):
-        asked.append(split)
-        return original(self, batch_size, seed, split, drop_last)
-
-    monkeypatch.setattr(ex.Data, "loaders", spy)
     ex.init_sweep({"BN": (lambda: ex.lenet_model(True), 1.0)}, tiny, [0.1], seeds=[0], epochs=1,
                   init=ch06.scaled_init_last_xavier)
     frame = ch06.e4_sweep({"BN": models.batch_norm()}, [8], [0], epochs=1, train_size=64, val_size=32,
