@@ -2,9 +2,10 @@
 #   make book   set up .venv and the data, then build the HTML book (every chapter executed in full) into _build/html;
 #               executions are cached, so a second build re-executes only the chapters whose code changed
 #   make test   the same set-up, then ruff, unit tests, nbval over every chapter (FAST mode, as the Colab edition: myst_nb
-#               hidden), a strict FAST book build, chapter 6's claims and the browser test (axe included) against that
-#               build, and the editions test against nbval's executions. Each chapter executes twice: once under
-#               nbval, once in the book build (`grep -E 'normbook-execution:|Executing notebook' log` counts them).
+#               hidden), a strict FAST book build from nbval's executions, chapter 6's claims and the browser test (axe
+#               included) against that build, and the editions test against nbval's executions. Each chapter executes
+#               once, under nbval: the book build reads those executions from its cache
+#               (`grep -E 'normbook-execution:|Executing notebook' log` counts executions).
 #               Then the course kit (student/instructor editions, the autograder on fixture submissions).
 #               `make -j3 test` runs independent parts side by side (.ci/run does).
 SHELL := /bin/bash
@@ -95,12 +96,14 @@ unit: data
 	  --ignore=tests/test_site_browser.py --ignore=tests/test_editions.py $(UNIT_FLAGS)
 
 # nbval over every chapter's Colab edition (the same code cells) in a kernel without myst_nb, in NBVAL_MODE
-# (tools/nbval_run.py); the executed editions are kept in _build/nbval/<mode>/executed/ for the editions test.
+# (tools/nbval_run.py); the executed editions are kept in _build/nbval/<mode>/executed/ for the editions test, and
+# each chapter that passed goes into the execution cache of that mode's book build, which then executes nothing.
 nbval: data
 	$(PY) tools/nbval_run.py --mode $(NBVAL_MODE)
 
-# The strict FAST book build: the one other execution of every chapter in `make test`.
-book-fast: data
+# The strict FAST book build, from nbval's executions (after nbval, which fills its cache; a chapter nbval did not
+# pass through is executed here).
+book-fast: data nbval
 	NORMBOOK_FAST=1 $(JB_BUILD) --path-output _build/fast
 
 # Chapter 6's fixed sentences against the verdicts of the FAST build's execution (the unit tests check them against
@@ -129,14 +132,14 @@ test: lint nbval book-fast unit claims-fast browser editions
 test: coursekit
 
 # What a GPU run checks (.github/workflows/gpu-book.yml): every unit test (the CUDA ones run instead of skipping;
-# -rs lists what still skipped), nbval over every chapter in full mode, and the full book, every chapter executed
-# on the GPU (book-force: no CPU execution from the cache), with its browser test. `make test` runs the same
+# -rs lists what still skipped), nbval over every chapter in full mode, on the GPU, and the full book built from
+# those executions (nbval puts them into the build's cache, replacing any CPU execution of the same code), with its
+# browser test. `make test` runs the same
 # targets in FAST mode on the CPU (unit, nbval, the book build, the browser test), and tests/test_ci.py checks that
 # this target still expands to them, so that no part of it rots unseen.
 gpu-check: require-cuda
 	$(MAKE) unit UNIT_FLAGS=-rs
 	$(MAKE) nbval NBVAL_MODE=full
-	$(MAKE) book-force
 	$(MAKE) book-check
 
 require-cuda: setup

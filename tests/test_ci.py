@@ -1,8 +1,10 @@
 """The checking machinery itself: what `make test` and `make gpu-check` run, and tools/nbval_run.py.
 
 `make gpu-check` runs only on a GPU, so its parts are proven here on the CPU: the target still expands to the
-unit tests, nbval in full mode, a forced full build and the browser test of that site; it refuses to run without
-CUDA; and nbval_run.py's full mode is its fast mode without NORMBOOK_FAST (both run here on a tiny notebook).
+unit tests, nbval in full mode, the full build from nbval's executions and the browser test of that site; it refuses
+to run without CUDA; and nbval_run.py's full mode is its fast mode without NORMBOOK_FAST (both run here on a tiny
+notebook). nbval's execution is the book build's too: nbval_run.py puts it into the build's cache, and the build
+uses it (checked here on a tiny notebook built by jupyter-book's own executor, myst_nb's cache client).
 """
 from __future__ import annotations
 
@@ -45,10 +47,12 @@ def test_gpu_check_expands_to_its_parts():
     assert any("torch.cuda.is_available()" in line for line in lines), "no CUDA guard"
     unit = [line for line in lines if "-m pytest tests/ " in line]
     assert unit and "-rs" in plan, "the unit tests (listing what skipped) are not run"
-    assert any("tools/nbval_run.py --mode full" in line for line in lines), "no nbval in full mode"
-    assert any(line.startswith("rm -rf _build/.jupyter_cache/full-") for line in lines), "the full build is not forced"
-    full_builds = [line for line in lines if "jupyter-book build" in line and "--path-output" not in line]
-    assert full_builds and all("env -u NORMBOOK_FAST" in line for line in full_builds), "no full-mode book build"
+    nbval = [i for i, line in enumerate(lines) if "tools/nbval_run.py --mode full" in line]
+    assert nbval, "no nbval in full mode"
+    full_builds = [i for i, line in enumerate(lines) if "jupyter-book build" in line and "--path-output" not in line]
+    assert full_builds and all("env -u NORMBOOK_FAST" in lines[i] for i in full_builds), "no full-mode book build"
+    # the build reads the executions nbval (on the GPU) put into its cache: it comes after nbval
+    assert nbval[0] < full_builds[0], "the full build runs before nbval filled its cache"
     assert any("NORMBOOK_SITE=_build/html" in line and "test_site_browser.py" in line for line in lines), \
         "the full site is not checked in the browser"
 
@@ -61,9 +65,11 @@ def test_make_test_runs_the_same_parts_in_fast_mode():
     assert "NORMBOOK_SITE=_build/fast/_build/html" in plan and "test_site_browser.py" in plan
     assert "NORMBOOK_CLAIMS_EXECUTED=" in plan and "test_editions.py" in plan
     assert "-m pytest tests/ " in plan
-    # nothing else executes the chapters: nbval and the book build are the only two executions
+    # nothing else executes the chapters: nbval is the one execution, and the book build, which comes after it,
+    # reads nbval's executions from its cache
     assert "nbconvert" not in plan and "jupyter-execute" not in plan
     assert plan.count("tools/nbval_run.py") == 1 and plan.count("jupyter-book build") == 1
+    assert plan.index("tools/nbval_run.py --mode fast") < plan.index("--path-output _build/fast")
     # the zh site reads the fast build's executions: it must come after that build, or under make -j it executes
     # the chapters the build has not cached yet a second time
     assert "tools/i18n.py site --fast" in plan
@@ -127,8 +133,50 @@ def test_nbval_run_executes_compares_and_saves(tmp_path):
     assert "normbook-execution: 99_bad nbval fast (failed)" in out.stdout
     good = json.loads((tmp_path / "run" / "executed" / "98_good.ipynb").read_text())
     bad = json.loads((tmp_path / "run" / "executed" / "99_bad.ipynb").read_text())
-    assert good["metadata"]["normbook"]["nbval"] == {"mode": "fast", "myst_nb": False, "failed": False}
+    run = good["metadata"]["normbook"]["nbval"]
+    assert {k: run[k] for k in ("mode", "myst_nb", "failed")} == {"mode": "fast", "myst_nb": False, "failed": False}
+    assert run["seconds"] >= 0
     assert bad["metadata"]["normbook"]["nbval"]["failed"] is True
     printed = ["".join(o["text"]) for c in good["cells"] for o in c["outputs"] if o.get("name") == "stdout"]
     assert printed[-2:] == ["2\n", "no myst_nb\n1\n"]
     assert "setup" in good["cells"][0]["metadata"]["tags"], "the edition's set-up cell is not first"
+
+
+def test_nbval_execution_is_the_book_builds(tmp_path):
+    """nbval_run.py over a tiny book: the chapter that passed goes into the build's cache with nbval's outputs (its
+    glued value, recorded although myst_nb is hidden), the failed one stays out; jupyter-book's own executor then
+    uses the cached one and would have to execute the other (jupyter-cache's match, which myst_nb's cache mode
+    calls first)."""
+    from jupyter_cache import get_cache
+
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    glued = "from normbook.book import glue\nglue('answer', 42)\nprint('glued')"
+    good, bad = chapters / "98_good.ipynb", chapters / "99_bad.ipynb"
+    nbformat.write(_notebook([("print(1 + 1)", "2\n")]), good)
+    nbformat.write(_notebook([("print(1 + 1)", "3\n")]), bad)
+    nb = nbformat.read(good, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(glued))  # not compared (no nbval-check-output tag), as in the chapters
+    nbformat.write(nb, good)
+    for path in (good, bad):  # the set-up cell first, as in every chapter (the edition has it)
+        nb = nbformat.read(path, as_version=4)
+        setup = nbformat.v4.new_code_cell("")
+        setup.metadata["tags"] = ["setup", "remove-cell"]
+        nb.cells.insert(0, setup)
+        setup.source = __import__("setup_cell").render(nb, path)
+        nbformat.write(nb, path)
+    cache_dir = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "nbval_run.py"), "--mode", "fast",
+                          "--out", str(tmp_path / "run"), "--book-cache", str(cache_dir), str(good), str(bad)],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    assert "book cache: 98_good from nbval's execution" in out.stdout, out.stdout[-2000:]
+    assert "book cache: 99_bad left out (nbval failed)" in out.stdout
+    cache = get_cache(str(cache_dir))
+    record = cache.match_cache_notebook(nbformat.read(good, as_version=4))
+    cached = cache.get_cache_bundle(record.pk).nb
+    outputs = [o for c in cached.cells if c.cell_type == "code" for o in c.outputs]
+    glue = [o for o in outputs if o.get("metadata", {}).get("scrapbook", {}).get("name") == "answer"]
+    assert glue and glue[0]["data"] == {"application/papermill.record/text/plain": "42"}
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(nbformat.read(bad, as_version=4))

@@ -14,9 +14,17 @@
 3. Saves each executed notebook to ``_build/nbval/<mode>/executed/NN_x.ipynb`` (tests/test_editions.py reads
    them: every figure shown, myst_nb absent) and prints one line per chapter executed,
    ``normbook-execution: NN_x nbval <mode>`` (grep the log to count executions).
+4. Puts each chapter that passed into the book build's execution cache (jupyter-cache, the folder
+   tools/site_ext.py gives that mode's build: ``_build/fast/_build/.jupyter_cache/fast-<hash>`` for
+   ``make book-fast``, ``_build/.jupyter_cache/full-<hash>`` for ``make book``): the chapter notebook with the
+   outputs of this run, which the build then uses instead of executing the chapter again. The kernel runs with
+   ``NORMBOOK_GLUE_RECORD=1``, so ``normbook.book.glue`` writes what ``myst_nb.glue`` would (tests/test_glue.py)
+   although myst_nb cannot be imported: the outputs are the book's. A chapter whose code cells are not the
+   edition's, or whose run failed, is left out (the build executes it). ``--no-book-cache`` skips this step, and
+   with ``--out`` it is skipped unless ``--book-cache DIR`` is given.
 
-So nbval and the editions test share one execution per chapter; the book build (with myst_nb, which records the
-glued values) is the only other one. Extra pytest arguments go after ``--``.
+So nbval, the editions test and the book build share one execution per chapter. Extra pytest arguments go
+after ``--``.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import argparse
 import copy
 import os
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -32,6 +41,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import colab_edition  # noqa: E402
 import setup_cell  # noqa: E402
+import site_ext  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("fast", "full")
@@ -53,6 +63,7 @@ def kernel_env(mode: str, shadow: Path, environ=None) -> dict:
         env.pop("NORMBOOK_FAST", None)
     env["PYTHONPATH"] = os.pathsep.join([str(shadow)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    env["NORMBOOK_GLUE_RECORD"] = "1"  # glue writes the book's records although myst_nb is hidden (step 4)
     return env
 
 
@@ -73,6 +84,7 @@ class SaveExecuted:
         self.failed: set = set()
         self.lines: list = []
         self.config = None
+        self.started: dict = {}
 
     def pytest_configure(self, config):
         self.config = config
@@ -82,6 +94,10 @@ class SaveExecuted:
         report = (yield).get_result()
         if report.failed and hasattr(item, "cell_num"):
             self.failed.add(item.parent.nodeid)
+
+    def pytest_runtest_setup(self, item):
+        if hasattr(item, "cell_num"):  # the wall time from a notebook's first cell to its last
+            self.started.setdefault(item.parent.nodeid, time.perf_counter())
 
     def pytest_runtest_teardown(self, item, nextitem):
         if not hasattr(item, "cell_num"):  # not an nbval cell
@@ -103,8 +119,10 @@ class SaveExecuted:
                 if out.get("output_type") == "execute_result":
                     out["execution_count"] = cell.execution_count
         failed = notebook.nodeid in self.failed
+        seconds = round(time.perf_counter() - self.started.pop(notebook.nodeid, time.perf_counter()), 1)
         nb.metadata["normbook"] = {**nb.metadata.get("normbook", {}),
-                                   "nbval": {"mode": self.mode, "myst_nb": False, "failed": failed}}
+                                   "nbval": {"mode": self.mode, "myst_nb": False, "failed": failed,
+                                             "seconds": seconds}}
         self.out.mkdir(parents=True, exist_ok=True)
         name = Path(str(notebook.fspath)).name
         nbformat.write(nb, self.out / name)
@@ -122,6 +140,43 @@ class SaveExecuted:
                 print(line, flush=True)
 
 
+def book_notebook(chapter: Path, executed: Path):
+    """The chapter notebook with the outputs of its executed edition, or the reason it cannot be: the run failed,
+    or the edition's code cells are not the chapter's (the set-up cell included)."""
+    ran = nbformat.read(executed, as_version=4)
+    run = ran.metadata.get("normbook", {}).get("nbval", {})
+    if run.get("failed", True):
+        return None, "nbval failed"
+    nb = nbformat.read(chapter, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    ran_code = [c for c in ran.cells if c.cell_type == "code"]
+    if [c.source for c in code] != [c.source for c in ran_code]:
+        return None, "the edition's code cells are not the chapter's"
+    for cell, done in zip(code, ran_code):
+        cell.outputs, cell.execution_count = done.outputs, done.execution_count
+    return nb, run.get("seconds")
+
+
+def fill_book_cache(chapters, executed_dir: Path, cache_dir: Path) -> list[str]:
+    """Put each chapter, with the outputs nbval's run gave it, into the book build's jupyter-cache."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache, lines = get_cache(str(cache_dir)), []
+    for chapter in chapters:
+        executed = executed_dir / chapter.name
+        if not executed.is_file():
+            continue
+        nb, why = book_notebook(chapter, executed)
+        if nb is None:
+            lines.append(f"book cache: {chapter.stem} left out ({why}): the book build executes it")
+            continue
+        cache.cache_notebook_bundle(CacheBundleIn(nb, str(chapter.resolve()), data={"execution_seconds": why}),
+                                    check_validity=False, overwrite=True)
+        lines.append(f"book cache: {chapter.stem} from nbval's execution")
+    return lines
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -129,6 +184,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--out", type=Path, help="the working folder (default: _build/nbval/<mode>)")
+    ap.add_argument("--book-cache", type=Path, help="the jupyter-cache folder to fill (default: the build's, "
+                    "without --out)")
+    ap.add_argument("--no-book-cache", action="store_true", help="leave the book build's cache alone")
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
     paths = args.notebooks or setup_cell.chapter_paths()
@@ -137,13 +195,21 @@ def main(argv=None) -> int:
         for old in (base / sub).glob("*.ipynb"):
             old.unlink()
     editions = colab_edition.build(paths, base, keep_outputs=True)
+    book_cache = args.book_cache
+    if book_cache is None and args.out is None:
+        build = ROOT / "_build" / ("fast/_build/html" if args.mode == "fast" else "html")
+        book_cache = site_ext.cache_path(build, mode=args.mode)
     env = kernel_env(args.mode, hide_myst_nb(base / "no_myst_nb"))
     os.environ.clear()  # the kernels nbval starts inherit this process's environment
     os.environ.update(env)
-    return int(pytest.main(["--nbval-lax", "--nbval-current-env", "--nbval-kernel-startup-timeout=300",
-                            "-p", "no:cacheprovider", "-q", *extra,
-                            *map(str, editions)],
-                           plugins=[SaveExecuted(base / "executed", args.mode)]))
+    status = int(pytest.main(["--nbval-lax", "--nbval-current-env", "--nbval-kernel-startup-timeout=300",
+                              "-p", "no:cacheprovider", "-q", *extra,
+                              *map(str, editions)],
+                             plugins=[SaveExecuted(base / "executed", args.mode)]))
+    if book_cache is not None and not args.no_book_cache:
+        for line in fill_book_cache(paths, base / "executed", book_cache):
+            print(line, flush=True)
+    return status
 
 
 if __name__ == "__main__":

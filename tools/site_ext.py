@@ -55,13 +55,14 @@ def package_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def cache_path(outdir) -> Path:
+def cache_path(outdir, mode: str | None = None) -> Path:
     """``<build folder>/.jupyter_cache/<fast|full>-<package hash>`` beside the HTML output (``_build/.jupyter_cache``
     for ``make book``, ``_build/fast/_build/.jupyter_cache`` for the fast build): each build folder has its own
     cache, so builds into different folders never share a database. ``NORMBOOK_CACHE_DIR`` overrides the folder
-    (``make pdf`` reuses the book's executions that way)."""
+    (``make pdf`` reuses the book's executions that way). ``mode`` ("fast" or "full"): that mode's folder instead of
+    the one ``NORMBOOK_FAST`` selects (tools/nbval_run.py fills the book's cache)."""
     base = os.environ.get("NORMBOOK_CACHE_DIR") or Path(outdir).parent / ".jupyter_cache"
-    return Path(base) / f"{execution_mode()}-{package_hash()}"
+    return Path(base) / f"{mode or execution_mode()}-{package_hash()}"
 
 
 def _set_cache(app, config) -> None:

@@ -15,10 +15,18 @@ This module itself holds ``glue``, which also works outside a Jupyter Book build
 In a book build (and in Jupyter with myst-nb installed) ``glue`` stores a value for ``{glue:text}`` and
 ``{glue:figure}`` in the prose. In Colab, where myst-nb is not installed, it shows nothing when ``display`` is
 False and the value's normal output otherwise, so the notebooks run unchanged there.
+
+``NORMBOOK_GLUE_RECORD=1`` (set by tools/nbval_run.py, never in Colab): where myst-nb is not installed, ``glue``
+writes the output ``myst_nb.glue`` would write (tests/test_glue.py checks that they are the same), so that nbval's
+execution of the Colab edition also serves the book build, which reads the glued values from it.
 """
 from __future__ import annotations
 
+import os
+
 __all__ = ["glue"]
+
+GLUE_PREFIX = "application/papermill.record/"  # myst_nb.ext.glue.GLUE_PREFIX
 
 
 def glue(name: str, value, display: bool = False) -> None:
@@ -26,8 +34,22 @@ def glue(name: str, value, display: bool = False) -> None:
     try:
         from myst_nb import glue as _glue
     except ImportError:  # Colab or a bare Jupyter: nothing reads glued values there
-        if display:
+        if os.environ.get("NORMBOOK_GLUE_RECORD") == "1":
+            _record(name, value, display)
+        elif display:
             from IPython.display import display as _display
             _display(value)
         return
     _glue(name, value, display=display)
+
+
+def _record(name: str, value, display: bool) -> None:
+    """What ``myst_nb.glue`` displays (myst-nb 1.x): the value's formatted output, under mime types that only the
+    book build reads unless ``display``, with the glue's name in the output's metadata."""
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display as _display
+
+    bundle, metadata = format_display_data(value)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = dict(name=name, mime_prefix=prefix)
+    _display({prefix + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
