@@ -56,6 +56,14 @@ def test_count_ops():
     assert "native_layer_norm" in ln and "native_layer_norm_backward" in ln and "detach" not in ln
     rms = ch09.count_ops(lambda: torch.nn.functional.rms_norm(x, (8,), w, 1e-6).backward(g))
     assert len(rms) > 3 * len(ln) and "rsqrt" in rms
+    # min_numel keeps the passes over the (4, 8) input and drops those on its (4, 1) row statistics
+    x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()   # no .grad to accumulate into
+    full = ch09.count_ops(lambda: torch.nn.functional.rms_norm(x2, (8,), w2, 1e-6).backward(g), min_numel=x.numel())
+    assert "pow" in full and "rsqrt" not in full and "add_" not in full
+    assert 0 < len(full) < len(rms)
+    x3, w3, b3 = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    assert ch09.count_ops(lambda: torch.nn.functional.layer_norm(x3, (8,), w3, b3).backward(g),
+                          min_numel=x.numel()) == ln
 
 
 def test_z_loss():

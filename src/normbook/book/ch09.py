@@ -58,10 +58,16 @@ def w2_gradient_factors(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     }
 
 
-def count_ops(fn: Callable[[], object]) -> List[str]:
+def count_ops(fn: Callable[[], object], min_numel: int = 0) -> List[str]:
     """The names of the operations ``fn()`` runs through torch's dispatcher (forward and, if fn calls it, backward),
-    leaving out views, detaches and other aliasing operations, which move no data."""
+    leaving out views, detaches and other aliasing operations, which move no data. With ``min_numel``, only the
+    operations that read or write a tensor of at least that many elements (a full pass over an ``(N, d)`` input,
+    not an operation on its ``(N, 1)`` row statistics or on a ``(d,)`` weight)."""
     from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    def largest(*trees) -> int:
+        return max((t.numel() for t in tree_leaves(trees) if isinstance(t, torch.Tensor)), default=0)
 
     class _Recorder(TorchDispatchMode):
         def __init__(self):
@@ -71,9 +77,10 @@ def count_ops(fn: Callable[[], object]) -> List[str]:
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             returns = func._schema.returns
             alias = returns[0].alias_info if returns else None
-            if alias is None or alias.is_write:
+            out = func(*args, **(kwargs or {}))
+            if (alias is None or alias.is_write) and largest(args, kwargs, out) >= min_numel:
                 self.ops.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
+            return out
 
     with _Recorder() as recorder:
         fn()
