@@ -206,3 +206,17 @@ def test_the_chapter_tunes_on_the_validation_split_only():
     # the settings chosen on validation come from the sweep's val_acc column
     assert re.search(r"e2\.groupby\(\[\"model\", \"lr\"\]\)\.val_acc\.mean\(\)", code)
     assert "test_acc" not in code.split("chosen = ")[1].split("\n")[0]
+
+
+def test_e4_convergence_check_counts_every_setting_once(executed):
+    """E4's convergence check: every setting is still falling, not measurably falling, or not checked (a single
+    epoch), and only the checked ones are counted as not falling."""
+    _, g, _ = executed
+
+    def listed(key):  # "<model> at batch <B>, ...": model names may hold commas
+        return [] if g[key] == "none" else re.findall(r"(?:^|, )(.+?) at batch (\d+)", g[key])
+
+    still, unchecked = listed("ch6_e4_still"), listed("ch6_e4_unchecked")
+    assert not set(still) & set(unchecked)
+    assert g["ch6_e4_checked"] == g["ch6_e4_settings"] - len(unchecked)
+    assert g["ch6_e4_not_falling"] == g["ch6_e4_checked"] - len(still)
