@@ -130,6 +130,14 @@ editions: nbval
 
 test: lint nbval book-fast unit claims-fast browser editions
 test: coursekit
+# `make -j3 test` (.ci/run) runs three parts side by side on two cores: one intra-op thread per process (torch's
+# OpenMP pool) keeps them from oversubscribing the cores (warm .ci/run, quiet machine: 552 s with torch's default
+# of one thread per core, 490 s with one). Chapters that set their own thread count keep it; TEST_THREADS=0 leaves
+# torch's default.
+TEST_THREADS ?= 1
+ifneq ($(TEST_THREADS),0)
+test: export OMP_NUM_THREADS = $(TEST_THREADS)
+endif
 
 # What a GPU run checks (.github/workflows/gpu-book.yml): every unit test (the CUDA ones run instead of skipping;
 # -rs lists what still skipped), nbval over every chapter in full mode, on the GPU, and the full book built from
