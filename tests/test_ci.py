@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import nbval_run  # noqa: E402
+import setup_cell  # noqa: E402
 
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="make is not installed")
@@ -163,7 +164,7 @@ def test_nbval_execution_is_the_book_builds(tmp_path):
         setup = nbformat.v4.new_code_cell("")
         setup.metadata["tags"] = ["setup", "remove-cell"]
         nb.cells.insert(0, setup)
-        setup.source = __import__("setup_cell").render(nb, path)
+        setup.source = setup_cell.render(nb, path)
         nbformat.write(nb, path)
     cache_dir = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}

@@ -126,12 +126,6 @@ def test_student_edition_has_no_solutions(chapter, student_dir, colab_dir):
 EXECUTED = Path(os.environ.get("NORMBOOK_EDITIONS_EXECUTED", ROOT / "_build" / "nbval" / "fast" / "executed"))
 
 
-def _glued_names(nb) -> set[str]:
-    text = _markdown(nb)
-    return (set(re.findall(r"\{glue:text\}`([^`:]+)", text))
-            | set(re.findall(r"^[`:]{3,}\s*\{glue:figure\}\s+(\S+)", text, re.M)))
-
-
 def _code(nb) -> list[str]:
     return [c.source for c in nb.cells if c.cell_type == "code"]
 
@@ -153,8 +147,8 @@ def test_colab_edition_executes_and_shows_every_figure(chapter, colab_dir):
     assert outputs, "the executed edition has no outputs"
     # the book build reads its glued values from this execution (tools/nbval_run.py fills the build's cache):
     # every value the prose glues was recorded, by normbook.book.glue with myst_nb hidden (tests/test_glue.py)
-    recorded = {o.get("metadata", {}).get("scrapbook", {}).get("name") for o in outputs}
-    missing = sorted(_glued_names(nbformat.read(chapter, as_version=4)) - recorded)
+    glued = colab_edition.glue_references(_markdown(nbformat.read(chapter, as_version=4)))
+    missing = sorted(glued - set(colab_edition.glue_values(nb)))
     assert not missing, f"glued in the prose, not recorded by nbval's run: {missing[:10]}"
     images = sum(1 for o in outputs if any(k.startswith("image/") for k in o.get("data", {})))
     figures = _figures(nbformat.read(chapter, as_version=4))

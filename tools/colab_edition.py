@@ -154,6 +154,14 @@ def glue_values(nb) -> dict:
     return out
 
 
+def glue_references(markdown: str) -> set:
+    """The glued names a page's prose uses: ``{glue:text}`key:spec``` (any glue role) and ``{glue:figure} key``
+    blocks, read with the patterns the edition rewrites them by (ROLE, FENCE)."""
+    keys = {m["text"].split(":")[0] for m in ROLE.finditer(markdown) if m["role"].startswith("glue")}
+    fences = (FENCE.match(line) for line in markdown.splitlines())
+    return keys | {m["arg"].split()[0] for m in fences if m and m["name"] == "glue:figure" and m["arg"].strip()}
+
+
 def format_glue(data: dict, spec: str) -> str:
     if "text/markdown" in data:
         return data["text/markdown"]

@@ -141,20 +141,21 @@ class SaveExecuted:
 
 
 def book_notebook(chapter: Path, executed: Path):
-    """The chapter notebook with the outputs of its executed edition, or the reason it cannot be: the run failed,
-    or the edition's code cells are not the chapter's (the set-up cell included)."""
+    """``(notebook, seconds, None)``: the chapter notebook with the outputs of its executed edition and the run's
+    wall time; or ``(None, None, reason)`` where it cannot be: the run failed, or the edition's code cells are not
+    the chapter's (the set-up cell included)."""
     ran = nbformat.read(executed, as_version=4)
     run = ran.metadata.get("normbook", {}).get("nbval", {})
     if run.get("failed", True):
-        return None, "nbval failed"
+        return None, None, "nbval failed"
     nb = nbformat.read(chapter, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     ran_code = [c for c in ran.cells if c.cell_type == "code"]
     if [c.source for c in code] != [c.source for c in ran_code]:
-        return None, "the edition's code cells are not the chapter's"
+        return None, None, "the edition's code cells are not the chapter's"
     for cell, done in zip(code, ran_code):
         cell.outputs, cell.execution_count = done.outputs, done.execution_count
-    return nb, run.get("seconds")
+    return nb, run.get("seconds"), None
 
 
 def fill_book_cache(chapters, executed_dir: Path, cache_dir: Path) -> list[str]:
@@ -167,11 +168,11 @@ def fill_book_cache(chapters, executed_dir: Path, cache_dir: Path) -> list[str]:
         executed = executed_dir / chapter.name
         if not executed.is_file():
             continue
-        nb, why = book_notebook(chapter, executed)
+        nb, seconds, why = book_notebook(chapter, executed)
         if nb is None:
             lines.append(f"book cache: {chapter.stem} left out ({why}): the book build executes it")
             continue
-        cache.cache_notebook_bundle(CacheBundleIn(nb, str(chapter.resolve()), data={"execution_seconds": why}),
+        cache.cache_notebook_bundle(CacheBundleIn(nb, str(chapter.resolve()), data={"execution_seconds": seconds}),
                                     check_validity=False, overwrite=True)
         lines.append(f"book cache: {chapter.stem} from nbval's execution")
     return lines
