@@ -165,7 +165,8 @@ require-cuda: setup
 #   colab-zh       the Chinese Colab/Jupyter edition into _build/colab/zh/chapters/ (published with the English one
 #                  on the Colab branch, where the Chinese pages' Colab button opens it)
 #   pdf-zh         the Chinese edition as one PDF, _build/pdf-zh/normbook-zh.pdf (a CJK font: fonts-wqy-microhei)
-.PHONY: i18n-update i18n-current po-check book-zh book-zh-fast browser-zh colab-zh pdf-zh
+.PHONY: i18n-update i18n-current po-check book-zh book-zh-fast browser-zh browser-zh-pages browser-zh-links \
+        colab-zh pdf-zh
 i18n-update: setup
 	$(PY) tools/i18n.py update
 
@@ -184,9 +185,12 @@ book-zh: book
 book-zh-fast: book-fast
 	$(PY) tools/i18n.py site --fast
 
-browser-zh: book-zh-fast
-	NORMBOOK_SITE=_build/fast/site/zh $(PY) -m pytest tests/test_site_browser.py tests/test_site_browser_zh.py \
-	  -q -p no:cacheprovider
+# two processes, two Chromiums: under make -j they run side by side (the zh site is the last thing make test waits for)
+browser-zh: browser-zh-pages browser-zh-links
+browser-zh-pages: book-zh-fast axe
+	NORMBOOK_SITE=_build/fast/site/zh $(SITE_TEST)
+browser-zh-links: book-zh-fast
+	NORMBOOK_SITE=_build/fast/site/zh $(PY) -m pytest tests/test_site_browser_zh.py -q -p no:cacheprovider
 
 colab-zh: data
 	$(PY) tools/colab_edition.py --lang zh_CN --out _build/colab/zh chapters/[0-9][0-9]_*.ipynb

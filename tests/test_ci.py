@@ -77,6 +77,13 @@ def test_make_test_runs_the_same_parts_in_fast_mode():
     assert plan.index("--path-output _build/fast") < plan.index("tools/i18n.py site --fast")
     zh_plan = _plan("book-zh-fast")
     assert "--path-output _build/fast" in zh_plan, "book-zh-fast does not depend on book-fast"
+    # the Chinese site gets both browser tests (every check of the English site, and its own), after it is built
+    lines = plan.splitlines()
+    site_built = next(i for i, line in enumerate(lines) if "tools/i18n.py site --fast" in line)
+    for test_file in ("tests/test_site_browser.py", "tests/test_site_browser_zh.py"):
+        runs = [i for i, line in enumerate(lines)
+                if "NORMBOOK_SITE=_build/fast/site/zh" in line and f"{test_file} " in line + " "]
+        assert runs and runs[0] > site_built, f"{test_file} does not run on the zh site after it is built"
 
 
 @needs_make
