@@ -48,7 +48,7 @@ def test_gpu_check_expands_to_its_parts():
     assert any("torch.cuda.is_available()" in line for line in lines), "no CUDA guard"
     unit = [line for line in lines if "-m pytest tests/ " in line]
     assert unit and "-rs" in plan, "the unit tests (listing what skipped) are not run"
-    nbval = [i for i, line in enumerate(lines) if "tools/nbval_run.py --mode full" in line]
+    nbval = [i for i, line in enumerate(lines) if "tools/nbval_run.py --mode full --jobs 1" in line]
     assert nbval, "no nbval in full mode"
     full_builds = [i for i, line in enumerate(lines) if "jupyter-book build" in line and "--path-output" not in line]
     assert full_builds and all("env -u NORMBOOK_FAST" in lines[i] for i in full_builds), "no full-mode book build"
@@ -61,7 +61,7 @@ def test_gpu_check_expands_to_its_parts():
 @needs_make
 def test_make_test_runs_the_same_parts_in_fast_mode():
     plan = _plan("test")
-    assert "tools/nbval_run.py --mode fast" in plan
+    assert "tools/nbval_run.py --mode fast --jobs 2" in plan   # the critical path: two chapters at a time
     assert "NORMBOOK_FAST=1" in plan and "--path-output _build/fast" in plan
     assert "NORMBOOK_SITE=_build/fast/_build/html" in plan and "test_site_browser.py" in plan
     assert "NORMBOOK_CLAIMS_EXECUTED=" in plan and "test_editions.py" in plan
@@ -125,8 +125,9 @@ def _notebook(cells) -> nbformat.NotebookNode:
 
 
 def test_nbval_run_executes_compares_and_saves(tmp_path):
-    """Two tiny chapters through tools/nbval_run.py: one whose stored outputs are right (myst_nb hidden, FAST mode
-    set), one whose stored output is wrong; nbval fails the run, and both executions are saved and logged."""
+    """Two tiny chapters through tools/nbval_run.py, side by side (``--jobs 2``, as in ``make test``): one whose
+    stored outputs are right (myst_nb hidden, FAST mode set), one whose stored output is wrong; nbval fails the run,
+    and both executions are saved and logged."""
     chapters = tmp_path / "chapters"
     chapters.mkdir()
     probe = ("try:\n    import myst_nb\n    print('myst_nb')\nexcept ImportError:\n    print('no myst_nb')\n"
@@ -134,9 +135,10 @@ def test_nbval_run_executes_compares_and_saves(tmp_path):
     nbformat.write(_notebook([("print(1 + 1)", "2\n"), (probe, "no myst_nb\n1\n")]), chapters / "98_good.ipynb")
     nbformat.write(_notebook([("print(1 + 1)", "3\n")]), chapters / "99_bad.ipynb")
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "nbval_run.py"), "--mode", "fast",
-                          "--out", str(tmp_path / "run"), str(chapters / "98_good.ipynb"),
+                          "--jobs", "2", "--out", str(tmp_path / "run"), str(chapters / "98_good.ipynb"),
                           str(chapters / "99_bad.ipynb")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0, out.stdout[-2000:]
+    assert "nbval: 2 notebooks, 2 at a time" in out.stdout   # one pytest process per chapter
     assert "normbook-execution: 98_good nbval fast\n" in out.stdout
     assert "normbook-execution: 99_bad nbval fast (failed)" in out.stdout
     good = json.loads((tmp_path / "run" / "executed" / "98_good.ipynb").read_text())
@@ -148,6 +150,23 @@ def test_nbval_run_executes_compares_and_saves(tmp_path):
     printed = ["".join(o["text"]) for c in good["cells"] for o in c["outputs"] if o.get("name") == "stdout"]
     assert printed[-2:] == ["2\n", "no myst_nb\n1\n"]
     assert "setup" in good["cells"][0]["metadata"]["tags"], "the edition's set-up cell is not first"
+
+
+def test_jobs_start_the_longest_chapter_first(tmp_path):
+    """--jobs orders the chapters by the last run's seconds, else by the stored execution's span, else last."""
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    stamped = _notebook([("print(1)", "1\n")])
+    stamped.cells[0].metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00.0Z",
+                                              "shell.execute_reply": "2026-01-01T00:02:00.0Z"}
+    for name in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"):
+        nbformat.write(stamped if name != "03_c.ipynb" else _notebook([("print(1)", "1\n")]), tmp_path / name)
+    ran = _notebook([("print(1)", "1\n")])
+    ran.metadata["normbook"] = {"nbval": {"seconds": 300.0}}
+    nbformat.write(ran, executed / "02_b.ipynb")
+    seconds = nbval_run.expected_seconds([tmp_path / n for n in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb")],
+                                         executed)
+    assert seconds == {"01_a.ipynb": 120.0, "02_b.ipynb": 300.0, "03_c.ipynb": 3600.0}
 
 
 def test_nbval_execution_is_the_book_builds(tmp_path):

@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -178,6 +181,65 @@ def fill_book_cache(chapters, executed_dir: Path, cache_dir: Path) -> list[str]:
     return lines
 
 
+def expected_seconds(chapters, executed_dir: Path) -> dict:
+    """``{chapter name: seconds}``: how long each chapter took at the last run in this folder, else the run time of
+    the execution stored in the chapter (first to last cell; full mode, so only its order is of use), else an
+    hour. Only the order in which ``--jobs`` starts the chapters depends on it."""
+    seconds = {}
+    for chapter in chapters:
+        for path in (executed_dir / chapter.name, chapter):
+            try:
+                nb = nbformat.read(path, as_version=4)
+            except Exception:  # noqa: BLE001 — not there, or unreadable: try the next source
+                continue
+            last = nb.metadata.get("normbook", {}).get("nbval", {}).get("seconds")
+            stamps = [c.metadata.get("execution", {}) for c in nb.cells if c.cell_type == "code"]
+            starts = sorted(s["iopub.execute_input"] for s in stamps if "iopub.execute_input" in s)
+            ends = sorted(s["shell.execute_reply"] for s in stamps if "shell.execute_reply" in s)
+            if path != chapter and last is not None:
+                seconds[chapter.name] = float(last)
+            elif path == chapter and starts and ends:
+                span = datetime.datetime.fromisoformat(ends[-1].replace("Z", "+00:00")) - \
+                    datetime.datetime.fromisoformat(starts[0].replace("Z", "+00:00"))
+                seconds[chapter.name] = span.total_seconds()
+            else:
+                continue
+            break
+        seconds.setdefault(chapter.name, 3600.0)
+    return seconds
+
+
+def run_pytest(editions, base: Path, mode: str, extra) -> int:
+    return int(pytest.main(["--nbval-lax", "--nbval-current-env", "--nbval-kernel-startup-timeout=300",
+                            "-p", "no:cacheprovider", "-q", *extra, *map(str, editions)],
+                           plugins=[SaveExecuted(base / "executed", mode)]))
+
+
+def run_side_by_side(editions, jobs: int, seconds: dict, base: Path, mode: str, extra) -> int:
+    """Each edition in its own pytest process (``--run-editions``), ``jobs`` at a time, the longest expected first,
+    the next one started as soon as one ends; each one's output is printed when it ends."""
+    waiting = sorted(editions, key=lambda path: -seconds.get(path.name, 3600.0))
+    running, status, done = [], 0, 0
+    print(f"nbval: {len(editions)} notebooks, {jobs} at a time, in this order: "
+          + " ".join(path.stem for path in waiting), flush=True)
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            path, log = waiting.pop(0), tempfile.TemporaryFile(mode="w+")
+            cmd = [sys.executable, __file__, "--mode", mode, "--run-editions", str(base), str(path), "--", *extra]
+            running.append((path, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+        time.sleep(0.2)
+        for item in [item for item in running if item[2].poll() is not None]:
+            running.remove(item)
+            path, log, proc = item
+            done += 1
+            log.seek(0)
+            print(f"--- nbval {done}/{len(editions)}: {path.stem} (exit status {proc.returncode})\n{log.read()}",
+                  flush=True)
+            log.close()
+            status = status or proc.returncode
+    return status
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -188,10 +250,19 @@ def main(argv=None) -> int:
     ap.add_argument("--book-cache", type=Path, help="the jupyter-cache folder to fill (default: the build's, "
                     "without --out)")
     ap.add_argument("--no-book-cache", action="store_true", help="leave the book build's cache alone")
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("NBVAL_JOBS", "1")),
+                    help="chapters executed side by side, each in its own pytest process, the longest "
+                    "first (default: $NBVAL_JOBS, else 1: one pytest process for all)")
+    ap.add_argument("--run-editions", type=Path, metavar="FOLDER", help=argparse.SUPPRESS)  # one of those processes
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
+    if args.run_editions:  # a process that --jobs started: the editions are written, the environment is set
+        return run_pytest(args.notebooks, args.run_editions, args.mode, extra)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be 1 or more, got {args.jobs}")
     paths = args.notebooks or setup_cell.chapter_paths()
     base = args.out or folder(args.mode)
+    seconds = expected_seconds(paths, base / "executed")
     for sub in ("chapters", "executed"):  # nothing stale from an earlier run or another chapter set
         for old in (base / sub).glob("*.ipynb"):
             old.unlink()
@@ -203,10 +274,10 @@ def main(argv=None) -> int:
     env = kernel_env(args.mode, hide_myst_nb(base / "no_myst_nb"))
     os.environ.clear()  # the kernels nbval starts inherit this process's environment
     os.environ.update(env)
-    status = int(pytest.main(["--nbval-lax", "--nbval-current-env", "--nbval-kernel-startup-timeout=300",
-                              "-p", "no:cacheprovider", "-q", *extra,
-                              *map(str, editions)],
-                             plugins=[SaveExecuted(base / "executed", args.mode)]))
+    if args.jobs == 1 or len(editions) == 1:
+        status = run_pytest(editions, base, args.mode, extra)
+    else:
+        status = run_side_by_side(editions, args.jobs, seconds, base, args.mode, extra)
     if book_cache is not None and not args.no_book_cache:
         for line in fill_book_cache(paths, base / "executed", book_cache):
             print(line, flush=True)
