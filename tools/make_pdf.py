@@ -350,21 +350,31 @@ def marker_pages(pdf: Path) -> dict:
     return pages
 
 
-def page_fill(pdf: Path, dpi: int = 30) -> list:
-    """For each page, the share of the text area left blank at the bottom (0: full, 1: empty)."""
+def page_fill(pdf: Path, pages, dpi: int = 30) -> dict:
+    """``{page: share of the text area left blank at the bottom}`` (0: full, 1: empty) for the given pages
+    (1-based); only those are rendered (a run of consecutive pages in one ``pdftoppm`` call)."""
     from PIL import Image
     import numpy as np
 
+    wanted = sorted(set(pages))
+    runs = []
+    for page in wanted:
+        if runs and page == runs[-1][1] + 1:
+            runs[-1][1] = page
+        else:
+            runs.append([page, page])
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["pdftoppm", "-r", str(dpi), "-gray", "-png", str(pdf), f"{tmp}/p"], check=True)
-        out = []
-        for png in sorted(Path(tmp).glob("p-*.png")):
+        for first, last in runs:
+            subprocess.run(["pdftoppm", "-r", str(dpi), "-gray", "-png", "-f", str(first), "-l", str(last),
+                            str(pdf), f"{tmp}/p"], check=True)
+        for png in Path(tmp).glob("p-*.png"):
             a = np.asarray(Image.open(png).convert("L"))
             h = a.shape[0]
             top, bottom = int(h * MARGIN_MM[0] / PAGE_MM[1]), int(h * (1 - MARGIN_MM[2] / PAGE_MM[1]))
             body = a[top:bottom]
             ink = (body < 248).any(axis=1).nonzero()[0]  # light backgrounds (code cells) count as filled
-            out.append(1.0 - (ink.max() + 1) / len(body) if len(ink) else 1.0)
+            out[int(png.stem.rsplit("-", 1)[1])] = 1.0 - (ink.max() + 1) / len(body) if len(ink) else 1.0
     return out
 
 
@@ -391,14 +401,15 @@ def first_text_top(pdf: Path, page: int) -> float:
     return min(tops) / float(height.group(1))
 
 
-def half_blank_before_figures(pdf: Path, fill: list, images: list) -> list:
+def half_blank_before_figures(pdf: Path, fill: dict, images: list) -> list:
     """[(page, blank share, index of the image that opens the next page)]: pages left at least BLANK_SHARE blank
-    because the next page opens with a figure (an image above its first text)."""
+    because the next page opens with a figure (an image above its first text). ``fill``: ``page_fill`` of (at
+    least) the pages before the images' pages."""
     out = []
     first_image = {}
     for k, page in enumerate(images):
         first_image.setdefault(page, k)
-    for page, blank in enumerate(fill[:-1], 1):
+    for page, blank in sorted(fill.items()):
         if blank < BLANK_SHARE or page + 1 not in first_image:
             continue
         top_text = first_text_top(pdf, page + 1)
@@ -501,7 +512,8 @@ def print_pdf(site: Path, target: Path, student: bool = False, max_passes: int =
             pdf = work / f"pass{n}.pdf"
             pdf.write_bytes(_print(drv))
             report["passes"] = n
-            fill, images = page_fill(pdf), image_pages(pdf)
+            images = image_pages(pdf)
+            fill = page_fill(pdf, [page - 1 for page in images if page > 1])  # the pages a figure may follow
             gaps = half_blank_before_figures(pdf, fill, images) if len(images) == len(sizes) else []
             report["half_blank"] = [(p, round(b, 2)) for p, b, _ in gaps]
             report["image_mismatch"] = len(images) != len(sizes)
