@@ -207,3 +207,43 @@ def test_nbval_execution_is_the_book_builds(tmp_path):
     assert glue and glue[0]["data"] == {"application/papermill.record/text/plain": "42"}
     with pytest.raises(KeyError):
         cache.match_cache_notebook(nbformat.read(bad, as_version=4))
+
+
+@needs_make
+def test_recipe_times_logs_each_line_with_its_cpu_time(tmp_path):
+    """tools/recipe_times.sh as make's shell: every recipe line runs as before (output, exit status), and one log
+    line per recipe line carries its wall and CPU seconds (those of the processes it waited for) and its make
+    level; the report adds up the outermost lines only, so that a sub-make is not counted twice."""
+    (tmp_path / "Makefile").write_text(
+        "SHELL := /bin/bash\n.SHELLFLAGS := -eu -o pipefail -c\n"
+        "all: busy sub\n"
+        f"busy:\n\t{sys.executable} -c \"exec('import time\\nt = time.process_time()\\n"
+        "while time.process_time() - t < 0.5: pass')\"\n"
+        "sub:\n\t$(MAKE) -s inner\n"
+        "inner:\n\techo 'a\tb' | tr -d '\\t'\n"
+        "fail:\n\texit 3\n")
+    log = tmp_path / "times.tsv"
+    args = [MAKE, "-s", "-C", str(tmp_path), f"SHELL={ROOT / 'tools' / 'recipe_times.sh'}", f"RECIPE_TIMES={log}"]
+    out = subprocess.run(args, capture_output=True, text=True, env=_make_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ab"
+    failed = subprocess.run(args + ["fail"], capture_output=True, text=True, env=_make_env())
+    assert failed.returncode != 0
+
+    rows = [line.split("\t") for line in log.read_text().splitlines()]
+    assert [len(r) for r in rows] == [7] * 4
+    by_command = {r[6]: r for r in rows}
+    busy = next(r for c, r in by_command.items() if "process_time" in c)
+    assert float(busy[2]) + float(busy[3]) >= 0.45 and float(busy[1]) >= 0.45   # its half second of CPU
+    inner = by_command["echo 'a b' | tr -d '\\t'"]               # tabs in a command do not break the columns
+    sub_make = next(r for c, r in by_command.items() if c.endswith("make -s inner"))
+    assert int(inner[5]) == int(sub_make[5]) + 1
+    assert by_command["exit 3"][4] == "3"
+
+    report = subprocess.run([str(ROOT / "tools" / "recipe_times.sh"), "--report", str(log)],
+                            capture_output=True, text=True, check=True).stdout
+    assert report.startswith("4 recipe lines (3 outermost)")
+    assert sorted(int(r[5]) for r in rows) == [1, 1, 1, 2]                 # the top make's recipes, a sub-make's
+    outermost = sum(float(r[2]) + float(r[3]) for r in rows if int(r[5]) == 1)
+    assert f"CPU of the outermost lines: {outermost:.1f} s" in report
+    assert "(sub-make) echo" in report and "(exit status 3)" in report
