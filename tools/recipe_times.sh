@@ -17,40 +17,39 @@ set -u
 if [ "${1:-}" = "--report" ]; then
   file="${2:-${RECIPE_TIMES:-_build/recipe-times.tsv}}"
   [ -s "$file" ] || { echo "no recipe times in $file: run make with SHELL=$0 first" >&2; exit 2; }
+  # one pass: the totals first, then every line, by CPU time (through sort)
   awk -F'\t' '
-    { line[NR] = $0; start[NR] = $1 }
+    { row[NR] = $0
+      if (NR == 1 || $1 < first) first = $1
+      if ($1 + $2 > last) last = $1 + $2
+      if ($6 <= 1) { wall += $2; cpu += $3 + $4; n++ } }
     END {
-      first = start[1]; last = 0
-      for (i = 1; i <= NR; i++) {
-        split(line[i], f, "\t")
-        if (f[1] < first) first = f[1]
-        if (f[1] + f[2] > last) last = f[1] + f[2]
-        if (f[6] <= 1) { wall += f[2]; cpu += f[3] + f[4]; n++ }
-      }
       printf "%d recipe lines (%d outermost); %.1f s from the first start to the last end; " \
              "CPU of the outermost lines: %.1f s (their wall times add up to %.1f s)\n", NR, n, last - first, cpu, wall
+      printf "%8s %8s %6s  %s\n", "CPU s", "wall s", "start", "command"
+      fflush()
+      for (i = 1; i <= NR; i++) {
+        split(row[i], f, "\t")
+        printf "%8.1f %8.1f %6.0f  %s%s%s\n", f[3] + f[4], f[2], f[1] - first, (f[6] > 1 ? "  (sub-make) " : ""),
+               substr(f[7], 1, 110), (f[5] ? "  (exit status " f[5] ")" : "") | "sort -gr"
+      }
     }' "$file"
-  printf '%8s %8s %6s  %s\n' "CPU s" "wall s" "start" "command"
-  first=$(cut -f1 "$file" | sort -g | head -1)
-  awk -F'\t' -v first="$first" '{ printf "%8.1f %8.1f %6.0f  %s%s\n", $3 + $4, $2, $1 - first,
-                                                   ($6 > 1 ? "  (sub-make) " : ""), substr($7, 1, 110) ($5 ? "  (exit status " $5 ")" : "") }' \
-  "$file" | sort -gr
   exit 0
 fi
 
+# the CPU times come from /proc (Linux)
+[ -r "/proc/$$/stat" ] || { echo "$0: no /proc/$$/stat to read CPU times from (Linux only)" >&2; exit 2; }
 log="${RECIPE_TIMES:-_build/recipe-times.tsv}"
 start=$(date +%s.%N)
 /bin/bash "$@"
 status=$?
 end=$(date +%s.%N)
 # the user and system CPU time of the children this shell has waited for (bash above, and what it waited for):
-# fields 16 and 17 of /proc/self/stat, in clock ticks (read here, not in a subshell, which has its own count)
+# fields 16 and 17 of this shell's /proc/PID/stat, in clock ticks (read here, not in a subshell, which has its own)
 read -r -a stat < "/proc/$$/stat"
-ticks=$(getconf CLK_TCK)
-user=$(awk -v t="${stat[15]}" -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }')
-sys=$(awk -v t="${stat[16]}" -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }')
+times=$(awk -v a="$start" -v b="$end" -v u="${stat[15]}" -v s="${stat[16]}" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { printf "%.2f\t%.2f\t%.2f", b - a, u / hz, s / hz }')
 command=$(printf '%s' "${!#}" | tr '\t\n' '  ' | cut -c1-400)
 mkdir -p "$(dirname "$log")"
-printf '%s\t%.2f\t%s\t%s\t%s\t%s\t%s\n' "$start" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "$user" "$sys" "$status" \
-  "${MAKELEVEL:-0}" "$command" >> "$log"
+printf '%s\t%s\t%s\t%s\t%s\n' "$start" "$times" "$status" "${MAKELEVEL:-0}" "$command" >> "$log"
 exit "$status"
